@@ -3,7 +3,7 @@
 Usage::
 
     names = frame_objects("demo", frame_index=7, timestamp_us=700_000)
-    names.image       # 'jobs/demo/frames/3/00000000000000700000-000000007.jpg'
+    names.image       # 'jobs/demo/frames/4/00000000000000700000-000000007.jpg'
     parse_result_name(names.detections)  # ResultName(kind='detections', job_id='demo', ...)
 
 Layout under ``jobs/<job>/``::
@@ -38,7 +38,7 @@ _SUFFIX: dict[str, str] = {"frames": ".jpg", "detections": ".json", "errors": ".
 
 _RESULT_NAME = re.compile(
     r"jobs/(?P<job>[a-z0-9][a-z0-9-]{0,62})/(?P<kind>frames|detections|errors|payloads)/"
-    r"(?P<shard>[0-9a-f]{%d})/(?P<ts>\d{20})-(?P<idx>\d{9})\.(?P<ext>jpg|json)" % SHARD_HEX_DIGITS
+    rf"(?P<shard>[0-9a-f]{{{SHARD_HEX_DIGITS}}})/(?P<ts>\d{{20}})-(?P<idx>\d{{9}})\.(?P<ext>jpg|json)"
 )
 
 

@@ -38,7 +38,6 @@ def import_peekingduck() -> ModuleType:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
         import peekingduck
-
         from peekingduck.utils import requirement_checker  # noqa: F401
     sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "RequirementChecker"]
     root.handlers[:] = handlers
