@@ -54,8 +54,11 @@ class WorkerConfig:
         )
 
 
-def create_app(config: WorkerConfig | None = None, pipeline: Any | None = None) -> Flask:
-    """Build the app: load the pipeline (once per process), warm it up, wire storage."""
+def create_app(config: WorkerConfig | None = None, pipeline: Any | None = None, storage_client: Any | None = None) -> Flask:
+    """Build the app: load the pipeline (once per process), warm it up, wire storage.
+
+    ``pipeline`` and ``storage_client`` let tests share one loaded model or point at a dead host.
+    """
     config = config or WorkerConfig.from_env()
     if config.json_logs:
         configure_json_logging()
@@ -63,7 +66,7 @@ def create_app(config: WorkerConfig | None = None, pipeline: Any | None = None) 
     pipeline = pipeline or Pipeline.from_yaml(config.pipeline_path)
     if config.warmup:
         pipeline.run(np.zeros((64, 64, 3), dtype=np.uint8))
-    storage_client = make_storage_client(config.settings)
+    storage_client = storage_client or make_storage_client(config.settings)
     handler = FrameHandler(pipeline, ResultStore(storage_client.bucket(config.settings.bucket)))
     log.info(
         "worker ready",
