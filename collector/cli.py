@@ -1,0 +1,205 @@
+"""The ``collector`` console script: status, wait, reassemble, jobs.
+
+Usage::
+
+    collector status --job demo [--json]
+    collector wait --job demo [--timeout 600] [--poll 2]
+    collector reassemble --job demo [-o demo.mp4] [--detections demo.jsonl] [--partial] [--missing hold|skip]
+    collector jobs [--json]
+
+Settings (bucket, project, emulator) come from :func:`framecontract.settings.load_settings`:
+``--bucket``/``--project`` > ``FRAMES_BUCKET``/``GOOGLE_CLOUD_PROJECT``/``STORAGE_EMULATOR_HOST`` >
+the local stack's settings file. Errors are one line, ``error: <what>``, and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from collector.errors import CollectorError
+from collector.plan import JobStatus, format_ranges, format_status
+from collector.reassemble import ReassembleOptions, prepare_outputs, reassemble, summary_paragraph
+from collector.status import job_status, list_jobs, wait_for_job
+from collector.store import JobStore, checked_job_id
+from collector.video import DEFAULT_PRESET
+from framecontract.settings import SettingsError, load_settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DONE_WITH_ERRORS = 3
+EXIT_TIMED_OUT = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = f"""\
+exit codes:
+  {EXIT_OK}    success (wait: every published frame processed)
+  {EXIT_ERROR}    error (one line 'error: ...' on stderr)
+  {EXIT_USAGE}    bad command line
+  {EXIT_DONE_WITH_ERRORS}    wait: done, but some frames have error records
+  {EXIT_TIMED_OUT}    wait: timed out before the job was done
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
+
+
+def _store(args: argparse.Namespace) -> JobStore:
+    try:
+        settings = load_settings({"bucket": args.bucket, "project": args.project})
+    except SettingsError as exc:
+        raise CollectorError(str(exc)) from None
+    return JobStore.from_settings(settings)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    checked_job_id(args.job)
+    status = job_status(_store(args), args.job)
+    print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    checked_job_id(args.job)
+    status, done = wait_for_job(
+        _store(args), args.job, timeout_s=args.timeout, poll_s=args.poll, progress=args.progress
+    )
+    print(_wait_line(status, done), file=sys.stderr)
+    if not done:
+        return EXIT_TIMED_OUT
+    return EXIT_DONE_WITH_ERRORS if status.errors else EXIT_OK
+
+
+def _wait_line(status: JobStatus, done: bool) -> str:
+    total = status.published if status.published is not None else f"{status.seen}+"
+    head = f"job {status.job_id}: {status.processed} of {total} processed, {status.errors} errors"
+    if done:
+        return f"{head}; done"
+    missing = f", not done: {format_ranges(status.missing)}" if status.missing else ""
+    return f"{head} (state {status.state}{missing}); timed out"
+
+
+def _cmd_reassemble(args: argparse.Namespace) -> int:
+    job_id = checked_job_id(args.job)
+    outputs = prepare_outputs(args.output or Path(f"{job_id}.mp4"), args.detections)
+    options = ReassembleOptions(
+        job_id=job_id,
+        partial=args.partial,
+        missing=args.missing,
+        workers=args.workers,
+        preset=args.preset,
+        progress=args.progress,
+    )
+    report = reassemble(_store(args), options, outputs)
+    print(summary_paragraph(report), file=sys.stderr)
+    print(outputs.video)
+    return EXIT_OK
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    rows = list_jobs(_store(args))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no jobs", file=sys.stderr)
+        return EXIT_OK
+    header = f"{'JOB':<40} {'STATE':<11} {'PUBLISHED':>9} {'PROCESSED':>9} {'ERRORS':>6} {'MISSING':>7}"
+    print(header)
+    for r in rows:
+        published = str(r.published) if r.published is not None else "?"
+        print(f"{r.job_id:<40} {r.state:<11} {published:>9} {r.processed:>9} {r.errors:>6} {len(r.missing):>7}")
+    return EXIT_OK
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bucket", help="bucket (default: FRAMES_BUCKET, else the local stack's settings)")
+    common.add_argument("--project", help="project (default: GOOGLE_CLOUD_PROJECT, else the settings file)")
+    job = argparse.ArgumentParser(add_help=False)
+    job.add_argument("--job", required=True, metavar="ID", help="job id, as printed by the producer")
+    bar = argparse.ArgumentParser(add_help=False)
+    bar.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description="Collect a job's results from the bucket: status, wait, reassemble into a video, list jobs.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = sub.add_parser(
+        "status", parents=[common, job], help="published / processed / errors / missing, rate and ETA",
+        description="Status of one job from its manifest and one listing of jobs/<job>/.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.set_defaults(func=_cmd_status)
+
+    wait = sub.add_parser(
+        "wait", parents=[common, job, bar], help="wait until every published frame is processed or failed",
+        description="Poll until the manifest is final and every published frame has detections or an error record.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    wait.add_argument("--timeout", type=_positive_float, metavar="S", help="give up after S seconds (exit 4)")
+    wait.add_argument("--poll", type=_positive_float, default=2.0, metavar="S", help="seconds between polls (2)")
+    wait.set_defaults(func=_cmd_wait)
+
+    re_ = sub.add_parser(
+        "reassemble", parents=[common, job, bar], help="results in time order → MP4 + detections JSONL + report",
+        description=(
+            "Download the annotated frames in (timestamp, index) order and stream them into an H.264 MP4 at the "
+            "published frame rate; write detections as JSONL (one line per published frame) and a report JSON "
+            "(<video stem>.report.json) listing missing frames, error records and duplicates."
+        ),
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    re_.add_argument("-o", "--output", type=Path, metavar="OUT.mp4", help="video path (default: <job>.mp4)")
+    re_.add_argument(
+        "--detections", type=Path, metavar="OUT.jsonl", help="detections JSONL (default: <video stem>.detections.jsonl)"
+    )
+    re_.add_argument("--partial", action="store_true", help="reassemble what exists of a job still running")
+    re_.add_argument(
+        "--missing", choices=("hold", "skip"), default="hold",
+        help="a missing or failed frame: repeat the previous frame (hold, default) or leave it out (skip)",
+    )
+    re_.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="parallel downloads (default 16; 4 against the storage emulator, which serves one request at a time)",
+    )
+    re_.add_argument("--preset", default=DEFAULT_PRESET, help=f"libx264 preset ({DEFAULT_PRESET})")
+    re_.set_defaults(func=_cmd_reassemble)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="every job in the bucket with state and counts")
+    jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    jobs.set_defaults(func=_cmd_jobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``collector`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CollectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

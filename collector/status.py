@@ -1,0 +1,78 @@
+"""Status, waiting and the job list: the imperative side of ``collector status|wait|jobs``.
+
+Usage::
+
+    status = job_status(store, "demo")                          # manifest + one listing
+    final = wait_for_job(store, "demo", timeout_s=600, poll_s=2) # None if it timed out
+    rows = list_jobs(store)                                      # one listing of jobs/
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+
+from tqdm import tqdm
+
+from collector.plan import JobStatus, parse_listing, summarise_status
+from collector.store import JobStore, checked_job_id
+
+
+def job_status(store: JobStore, job_id: str, now: dt.datetime | None = None) -> JobStatus:
+    """The status of one job; CollectorError for a bad id or unknown job."""
+    job_id = checked_job_id(job_id)
+    manifest = store.require_manifest(job_id)
+    listing = parse_listing(job_id, store.list_job(job_id))
+    return summarise_status(manifest, listing, now or dt.datetime.now(dt.UTC))
+
+
+def wait_for_job(
+    store: JobStore,
+    job_id: str,
+    timeout_s: float | None = None,
+    poll_s: float = 2.0,
+    progress: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[JobStatus, bool]:
+    """Poll until the job is done (manifest final, every published frame processed or failed).
+
+    Returns ``(last status, done)``; ``done`` is False when ``timeout_s`` ran out. The progress bar
+    (stderr) counts finished frames against the published total, or against the highest index seen
+    while the producer is still running.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    bar = tqdm(
+        total=0,
+        unit="frame",
+        desc=f"wait {job_id}",
+        file=sys.stderr,
+        disable=(not sys.stderr.isatty()) if progress is None else not progress,
+    )
+    try:
+        while True:
+            status = job_status(store, job_id)
+            bar.total = status.published if status.published is not None else status.seen
+            bar.n = status.processed + status.errors
+            bar.set_postfix_str(f"{status.state}, {status.errors} errors", refresh=False)
+            bar.refresh()
+            if status.done:
+                return status, True
+            if deadline is not None and time.monotonic() >= deadline:
+                return status, False
+            pause = poll_s if deadline is None else max(min(poll_s, deadline - time.monotonic()), 0.0)
+            sleep(pause)
+    finally:
+        bar.close()
+
+
+def list_jobs(store: JobStore, now: dt.datetime | None = None) -> list[JobStatus]:
+    """Every job in the bucket with its status, from one listing of ``jobs/`` plus one manifest each."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows = []
+    for job_id, objects in sorted(store.list_all_jobs().items()):
+        listing = parse_listing(job_id, objects)
+        manifest = store.read_manifest(job_id) if listing.has_manifest else None
+        rows.append(summarise_status(manifest, listing, now))
+    return rows

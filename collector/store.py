@@ -1,0 +1,159 @@
+"""The bucket side of the collector: manifests, listings, downloads (google-cloud-storage).
+
+Usage::
+
+    store = JobStore.from_settings(load_settings())     # raises CollectorError if the bucket is missing
+    manifest = store.require_manifest("demo")            # CollectorError for an unknown job
+    objects = store.list_job("demo")                     # one listing of jobs/demo/
+    data = store.download("jobs/demo/frames/3/....jpg")
+
+Under the emulator (``STORAGE_EMULATOR_HOST``) no credentials are needed; in production the
+client uses Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from collector.errors import CollectorError
+from collector.plan import ListedObject
+from framecontract.clients import make_storage_client
+from framecontract.jobid import InvalidJobIdError, validate_job_id
+from framecontract.layout import JOBS_PREFIX, gs_uri, job_prefix, manifest_name
+from framecontract.manifest import InvalidManifestError, Manifest
+from framecontract.settings import Settings
+
+_LIST_FIELDS = "items(name,size,updated),nextPageToken"
+
+DOWNLOAD_WORKERS = 16
+"""Parallel downloads from Cloud Storage (each GET is mostly latency)."""
+EMULATOR_DOWNLOAD_WORKERS = 4
+"""Parallel downloads from the storage emulator: a single-threaded HTTP server with a listen backlog
+of 5; more than about 5 concurrent connections overflow it and stall on 1 s TCP retransmits
+(measured: 4 threads ≈ 390 JPEGs/s, 8 threads ≈ 31/s)."""
+
+
+def checked_job_id(job_id: str) -> str:
+    """``job_id`` if valid, else :class:`CollectorError` with framecontract's reason."""
+    try:
+        return validate_job_id(job_id)
+    except InvalidJobIdError as exc:
+        raise CollectorError(str(exc)) from None
+
+
+def _google_call_error(exc: Exception, what: str) -> CollectorError:
+    """Turn a Google client exception into a one-line CollectorError."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    if isinstance(exc, DefaultCredentialsError):
+        return CollectorError(
+            "no Google Cloud credentials found; run 'gcloud auth application-default login', "
+            "or set STORAGE_EMULATOR_HOST for the local stack"
+        )
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CollectorError(f"{what}: {message}")
+
+
+@dataclass
+class JobStore:
+    """Read access to the jobs in one bucket."""
+
+    client: Any
+    """A ``google.cloud.storage.Client``."""
+    bucket_name: str
+    emulator: bool = False
+    """True when talking to the storage emulator (changes the default download parallelism)."""
+
+    @property
+    def download_workers(self) -> int:
+        """Default number of parallel downloads for this store."""
+        return EMULATOR_DOWNLOAD_WORKERS if self.emulator else DOWNLOAD_WORKERS
+
+    @classmethod
+    def from_settings(cls, settings: Settings, check_bucket: bool = True) -> JobStore:
+        """Client from :func:`framecontract.clients.make_storage_client`; checks the bucket exists."""
+        settings.apply_emulator_env()
+        try:
+            client = make_storage_client(settings)
+        except Exception as exc:  # credentials are looked up when the client is built
+            raise _google_call_error(exc, "cannot create a storage client") from None
+        store = cls(client, settings.bucket, emulator=bool(settings.storage_emulator_host))
+        if check_bucket:
+            store.check_bucket()
+        return store
+
+    @property
+    def bucket(self) -> Any:
+        return self.client.bucket(self.bucket_name)
+
+    def check_bucket(self) -> None:
+        """:class:`CollectorError` ``bucket 'x' does not exist`` when it does not."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            found = self.client.lookup_bucket(self.bucket_name)
+        except gexc.Forbidden:
+            return  # allowed to read objects but not bucket metadata: the listing will tell
+        except Exception as exc:
+            raise _google_call_error(exc, f"cannot reach bucket {self.bucket_name!r}") from None
+        if found is None:
+            raise CollectorError(f"bucket {self.bucket_name!r} does not exist")
+
+    def read_manifest(self, job_id: str) -> Manifest | None:
+        """The job's manifest, ``None`` if there is none; CollectorError if it is unreadable."""
+        from google.api_core import exceptions as gexc
+
+        name = manifest_name(checked_job_id(job_id))
+        try:
+            data = self.bucket.blob(name).download_as_bytes()
+        except gexc.NotFound:
+            return None
+        except Exception as exc:
+            raise _google_call_error(exc, f"cannot read {gs_uri(self.bucket_name, name)}") from None
+        try:
+            return Manifest.from_json(data)
+        except InvalidManifestError as exc:
+            raise CollectorError(f"{gs_uri(self.bucket_name, name)}: {exc}") from None
+
+    def require_manifest(self, job_id: str) -> Manifest:
+        """The job's manifest, or ``CollectorError: job 'x' not found: no manifest at gs://...``."""
+        manifest = self.read_manifest(job_id)
+        if manifest is None:
+            uri = gs_uri(self.bucket_name, manifest_name(job_id))
+            raise CollectorError(f"job {job_id!r} not found: no manifest at {uri}")
+        return manifest
+
+    def _list(self, prefix: str) -> list[ListedObject]:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return [
+                ListedObject(blob.name, int(blob.size or 0), blob.updated)
+                for blob in self.client.list_blobs(self.bucket_name, prefix=prefix, fields=_LIST_FIELDS)
+            ]
+        except gexc.NotFound:
+            raise CollectorError(f"bucket {self.bucket_name!r} does not exist") from None
+        except Exception as exc:
+            raise _google_call_error(exc, f"cannot list gs://{self.bucket_name}/{prefix}") from None
+
+    def list_job(self, job_id: str) -> list[ListedObject]:
+        """Every object under ``jobs/<job>/``, from one (paged) listing."""
+        return self._list(job_prefix(checked_job_id(job_id)))
+
+    def list_all_jobs(self) -> dict[str, list[ListedObject]]:
+        """Every object under ``jobs/``, grouped by job id (one listing of the whole prefix)."""
+        grouped: dict[str, list[ListedObject]] = defaultdict(list)
+        for obj in self._list(JOBS_PREFIX):
+            job_id = obj.name[len(JOBS_PREFIX) :].split("/", 1)[0]
+            try:
+                validate_job_id(job_id)
+            except InvalidJobIdError:
+                continue
+            grouped[job_id].append(obj)
+        return dict(grouped)
+
+    def download(self, name: str) -> bytes:
+        """One object's bytes (the client retries transient failures itself)."""
+        return self.bucket.blob(name).download_as_bytes()

@@ -1,0 +1,199 @@
+"""Synthetic jobs for tests and benchmarks: frames with a machine-readable burned-in counter.
+
+Usage::
+
+    image = counter_frame(42, width=768, height=576)      # BGR, index 42 encoded as blocks
+    read_counter(decoded_image)                           # 42, even after H.264 at CRF 23
+    seed_job(bucket, "synthetic", indices=range(100), fps=10.0, width=768, height=576)
+
+The counter is :data:`COUNTER_BITS` black/white blocks across the top of the frame with their
+inverse in a second row; :func:`read_counter` compares the two rows, so a misread raises instead of
+returning a wrong index. The rest of the frame is a gradient with a moving disc and the index in
+digits, so that the encoder sees ordinary moving content.
+
+:func:`seed_job` writes a job the way the producer and the worker do (manifest via
+:class:`framecontract.manifest.Manifest`, annotated JPEG and detections JSON per
+docs/contract.md under :func:`framecontract.layout.result_name`, error records) in shuffled order.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+
+from framecontract import SCHEMA_VERSION
+from framecontract.layout import manifest_name, result_name
+from framecontract.manifest import Manifest, utc_now_iso
+
+COUNTER_BITS = 16
+
+
+def _cell(width: int) -> int:
+    return max(width // COUNTER_BITS, 4)
+
+
+def counter_frame(index: int, width: int = 768, height: int = 576) -> np.ndarray:
+    """A BGR frame showing ``index`` as blocks (top two rows) and as digits."""
+    if not 0 <= index < 2**COUNTER_BITS:
+        raise ValueError(f"index {index} does not fit in {COUNTER_BITS} bits")
+    cell = _cell(width)
+    if height < 4 * cell:
+        raise ValueError(f"frame {width}x{height} is too small for the counter")
+    ramp = np.linspace(40, 200, width, dtype=np.uint8)
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = ramp[None, :, None]
+    image[..., 0] = np.linspace(60, 160, height, dtype=np.uint8)[:, None]
+    cx = int((index * 7) % max(width - 80, 1)) + 40
+    cv2.circle(image, (cx, height // 2 + cell), max(cell, 20), (30, 90, 230), -1)
+    cv2.putText(image, str(index), (10, height - 20), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 4)
+    for bit in range(COUNTER_BITS):
+        on = (index >> (COUNTER_BITS - 1 - bit)) & 1
+        x0 = bit * cell
+        image[0:cell, x0 : x0 + cell] = 255 if on else 0
+        image[cell : 2 * cell, x0 : x0 + cell] = 0 if on else 255
+    return image
+
+
+def read_counter(image: np.ndarray) -> int:
+    """The index burned in by :func:`counter_frame`; ValueError if the blocks do not read cleanly."""
+    width = image.shape[1]
+    cell = _cell(width)
+    gray = image.mean(axis=2) if image.ndim == 3 else image
+    lo, hi = cell // 4, cell - cell // 4
+    value = 0
+    for bit in range(COUNTER_BITS):
+        x0 = bit * cell
+        top = gray[lo:hi, x0 + lo : x0 + hi].mean()
+        bottom = gray[cell + lo : cell + hi, x0 + lo : x0 + hi].mean()
+        if abs(top - bottom) < 96:
+            raise ValueError(f"counter bit {bit} unreadable (top {top:.0f}, bottom {bottom:.0f})")
+        value = (value << 1) | int(top > bottom)
+    return value
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR image."""
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+def timestamp_of(index: int, fps: float) -> int:
+    """The presentation time (µs) of frame ``index`` at ``fps``."""
+    return round(index * 1_000_000 / fps)
+
+
+def detections_record(job_id: str, index: int, timestamp_us: int, width: int, height: int) -> dict[str, Any]:
+    """A detections JSON as the worker writes it (docs/contract.md), with one fake person per frame."""
+    x = float(10 + index % 50)
+    return {
+        "schema": SCHEMA_VERSION,
+        "job_id": job_id,
+        "frame_index": index,
+        "timestamp_us": timestamp_us,
+        "width": width,
+        "height": height,
+        "image": result_name("frames", job_id, index, timestamp_us),
+        "detections": [{"label": "person", "score": 0.9, "box": [x, 20.0, x + 40.0, 120.0]}],
+        "model": "synthetic",
+        "processed_at": utc_now_iso(),
+        "latency_ms": {"decode": 0.1, "inference": 0.1, "draw": 0.1, "encode": 0.1, "store": 0.1},
+    }
+
+
+def error_record(job_id: str, index: int, timestamp_us: int, reason: str) -> dict[str, Any]:
+    """An error record as the worker writes it (docs/contract.md)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "job_id": job_id,
+        "frame_index": index,
+        "timestamp_us": timestamp_us,
+        "error_class": "permanent",
+        "reason": reason,
+        "message_id": str(1000 + index),
+        "recorded_at": utc_now_iso(),
+    }
+
+
+def synthetic_manifest(
+    job_id: str, published: int | None, fps: float, width: int, height: int, state: str = "complete"
+) -> Manifest:
+    """A manifest as the producer writes it; ``state='running'`` leaves frames_published at 0."""
+    started = Manifest(
+        job_id=job_id,
+        source="synthetic.avi",
+        source_kind="file",
+        clock="stream",
+        source_fps=fps,
+        sample_fps=None,
+        width=width,
+        height=height,
+    )
+    if state == "running" or published is None:
+        return started
+    return started.finish(
+        state,  # type: ignore[arg-type]
+        frames_published=published,
+        first_timestamp_us=0,
+        last_timestamp_us=timestamp_of(published - 1, fps) if published else None,
+        last_frame_index=published - 1 if published else None,
+    )
+
+
+def seed_job(
+    bucket: Any,
+    job_id: str,
+    indices: Iterable[int],
+    fps: float = 10.0,
+    width: int = 320,
+    height: int = 240,
+    published: int | None = None,
+    state: str = "complete",
+    errors: Mapping[int, str] | None = None,
+    images_only: Collection[int] = (),
+    shuffle_seed: int | None = 7,
+    timestamp_offsets: Mapping[int, int] | None = None,
+) -> Manifest:
+    """Write a synthetic job into ``bucket`` (a ``google.cloud.storage.Bucket``) like the worker would.
+
+    ``indices`` get an annotated JPEG + detections JSON, ``errors`` (index → reason) an error record,
+    ``images_only`` just the JPEG (in flight). ``published`` defaults to the highest index + 1.
+    ``timestamp_offsets`` shifts chosen frames' timestamps (to test ordering by time). Objects are
+    uploaded in shuffled order (``shuffle_seed=None`` keeps index order).
+    """
+    errors = dict(errors or {})
+    indices = sorted(set(indices))
+    all_indices = set(indices) | set(errors) | set(images_only)
+    if published is None:
+        published = max(all_indices) + 1 if all_indices else 0
+    offsets = dict(timestamp_offsets or {})
+    uploads: list[tuple[str, Any]] = []
+    for index in indices:
+        ts = timestamp_of(index, fps) + offsets.get(index, 0)
+        uploads.append(("frames", (index, ts)))
+        uploads.append(("detections", (index, ts)))
+    for index in images_only:
+        uploads.append(("frames", (index, timestamp_of(index, fps) + offsets.get(index, 0))))
+    for index in errors:
+        uploads.append(("errors", (index, timestamp_of(index, fps) + offsets.get(index, 0))))
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(uploads)
+    manifest = synthetic_manifest(job_id, published, fps, width, height, state)
+    bucket.blob(manifest_name(job_id)).upload_from_string(manifest.to_json(), content_type="application/json")
+    for kind, (index, ts) in uploads:
+        name = result_name(kind, job_id, index, ts)  # type: ignore[arg-type]
+        if kind == "frames":
+            data, content_type = encode_jpeg(counter_frame(index, width, height)), "image/jpeg"
+        elif kind == "detections":
+            data = json.dumps(detections_record(job_id, index, ts, width, height))
+            content_type = "application/json"
+        else:
+            data, content_type = json.dumps(error_record(job_id, index, ts, errors[index])), "application/json"
+        bucket.blob(name).upload_from_string(data, content_type=content_type)
+    return manifest
