@@ -114,6 +114,20 @@ def parse_result_name(name: str) -> ResultName | None:
     return ResultName(int(match["ts"]), index, match["kind"], job_id, match["shard"], name)
 
 
+PREDICT_PREFIX = "predict/"
+
+
+def predict_name(received_at_us: int, request_id: str) -> str:
+    """Name of a front-door (``POST /predict``) result: ``predict/<shard>/<time µs:020>-<id>.jpg``.
+
+    Unique per request (``request_id`` is random), spread over 16 shards, sortable by time within one.
+    """
+    if not re.fullmatch(r"[0-9a-f]{8,32}", request_id):
+        raise ValueError("request_id must be 8-32 lowercase hex digits")
+    shard = hashlib.blake2b(request_id.encode(), digest_size=4).hexdigest()[:SHARD_HEX_DIGITS]
+    return f"{PREDICT_PREFIX}{shard}/{received_at_us:020d}-{request_id}.jpg"
+
+
 def gs_uri(bucket: str, name: str) -> str:
     """``gs://bucket/name``."""
     return f"gs://{bucket}/{name}"

@@ -2,8 +2,8 @@
 
 Usage::
 
-    handler = FrameHandler(pipeline, store)
-    outcome = handler.handle(parse_push_envelope(envelope))   # "processed" | "duplicate" | "error-recorded"
+    handler = FrameHandler(PipelineRunner(pipeline), store, budget_s=30)
+    outcome = handler.handle(parse_push_envelope(envelope))   # .status: processed | duplicate | error-recorded
 
 Raises :class:`~worker.errors.BadRequestError` for a frame it cannot even identify and
 :class:`~worker.errors.TransientError` for trouble that may pass; everything else is acknowledged.
@@ -11,10 +11,8 @@ Raises :class:`~worker.errors.BadRequestError` for a frame it cannot even identi
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from framecontract import SCHEMA_VERSION
 from framecontract.jobid import InvalidJobIdError, validate_job_id
@@ -23,7 +21,7 @@ from framecontract.manifest import utc_now_iso
 from framecontract.message import FrameAttributes, InvalidFrameAttributesError
 from worker.envelope import PushMessage
 from worker.errors import BadRequestError, PermanentFrameError
-from worker.frames import process_frame
+from worker.runner import PipelineRunner
 from worker.storage import ResultStore
 
 
@@ -70,12 +68,14 @@ class Outcome:
 class FrameHandler:
     """Processes push messages with one pipeline, storing results create-only."""
 
-    def __init__(self, pipeline: Any, store: ResultStore) -> None:
-        self.pipeline = pipeline
+    def __init__(self, runner: PipelineRunner, store: ResultStore, budget_s: float = 30.0) -> None:
+        self.runner = runner
         self.store = store
-        self._lock = threading.Lock()  # one inference at a time per pipeline instance
+        self.budget_s = budget_s
 
     def handle(self, message: PushMessage) -> Outcome:
+        """Process one message; its whole work is bounded by ``budget_s`` (see :class:`PipelineRunner`)."""
+        received = time.perf_counter()
         try:
             attrs: FrameAttributes | None = FrameAttributes.from_pubsub(message.attributes)
             identity = FrameIdentity(attrs.job_id, attrs.frame_index, attrs.timestamp_us)
@@ -96,8 +96,7 @@ class FrameHandler:
             if attrs is None:
                 raise PermanentFrameError(invalid_reason or "invalid attributes")
             data = self._frame_bytes(message, attrs)
-            with self._lock:
-                result = process_frame(data, self.pipeline)
+            result = self.runner.process(data, budget_s=self.budget_s - (time.perf_counter() - received))
         except PermanentFrameError as exc:
             self._record_error(names, identity, message, exc.reason)
             return Outcome("error-recorded", identity, latency, reason=exc.reason)
@@ -114,7 +113,7 @@ class FrameHandler:
             "height": result.height,
             "image": names.image,
             "detections": result.detections,
-            "model": getattr(self.pipeline, "model_name", "unknown"),
+            "model": self.runner.model_name,
             "message_id": message.message_id,
             "processed_at": utc_now_iso(),
             "latency_ms": result.latency_ms,

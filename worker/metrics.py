@@ -1,0 +1,45 @@
+"""Prometheus metrics of the worker, served at ``/metrics``.
+
+Usage::
+
+    FRAMES.labels(outcome="processed").inc()
+    STAGE_SECONDS.labels(stage="model").observe(0.034)
+
+Under gunicorn with several processes set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder so that
+``/metrics`` adds up every process (prometheus_client's multiprocess mode); otherwise each process
+reports its own numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+FRAMES = Counter("frames_total", "Push messages handled, by outcome", ["outcome"])
+ERRORS = Counter(
+    "push_errors_total", "Push requests not acknowledged, by error class and status", ["error_class", "status"]
+)
+PREDICTIONS = Counter("predict_requests_total", "Front-door requests, by HTTP status", ["status"])
+STAGE_SECONDS = Histogram("frame_stage_seconds", "Per-frame latency by stage", ["stage"], buckets=LATENCY_BUCKETS)
+REQUEST_SECONDS = Histogram("request_seconds", "Whole request latency, by route", ["route"], buckets=LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("requests_in_flight", "Requests admitted and not finished", multiprocess_mode="livesum")
+
+
+def observe_stages(latency_ms: dict[str, float]) -> None:
+    """Record every stage of a frame's latency breakdown (milliseconds) in the histogram."""
+    for stage, ms in latency_ms.items():
+        STAGE_SECONDS.labels(stage=stage).observe(ms / 1000)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text and its content type (multiprocess-aware)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,67 @@
+"""One pipeline per process, shared by the push endpoint and the front door, with admission control.
+
+Usage::
+
+    runner = PipelineRunner(pipeline, max_in_flight=2)
+    with runner.admit():                          # TransientError(429) at once when full
+        result = runner.process(jpeg, budget_s=30)  # TransientError(503) if it cannot start in time
+
+The pipeline runs one frame at a time (one inference thread per model instance). ``admit`` bounds
+how many requests may wait for it: beyond ``max_in_flight`` a request is refused immediately with
+429 and ``Retry-After`` instead of queueing until a timeout, so Cloud Run and Pub/Sub send it to
+another instance or back off.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from worker.errors import TransientError
+from worker.frames import FrameResult, process_frame
+from worker.metrics import IN_FLIGHT
+
+
+class PipelineRunner:
+    """Serialises pipeline runs and bounds the requests waiting for them."""
+
+    def __init__(self, pipeline: Any, max_in_flight: int = 2) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.pipeline = pipeline
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return str(getattr(self.pipeline, "model_name", "unknown"))
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of ``max_in_flight`` slots, or raise 429 at once."""
+        if not self._slots.acquire(blocking=False):
+            raise TransientError(
+                f"worker is at capacity ({self.max_in_flight} requests in flight)", status=429, retry_after_s=1
+            )
+        IN_FLIGHT.inc()
+        try:
+            yield
+        finally:
+            IN_FLIGHT.dec()
+            self._slots.release()
+
+    def process(self, data: bytes, budget_s: float) -> FrameResult:
+        """Run the pipeline on one encoded image; 503 if it cannot start within ``budget_s``."""
+        started = time.perf_counter()
+        if not self._lock.acquire(timeout=max(budget_s, 0.001)):
+            raise TransientError(f"frame could not start within its {budget_s:g} s budget", retry_after_s=2)
+        try:
+            result = process_frame(data, self.pipeline)
+        finally:
+            self._lock.release()
+        result.latency_ms["queue"] = round((time.perf_counter() - started) * 1000 - sum(result.latency_ms.values()), 2)
+        return result
