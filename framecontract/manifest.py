@@ -2,7 +2,8 @@
 
 Usage::
 
-    m = Manifest.start(job_id="demo", source="vtest.avi", source_kind="file", clock="stream", ...)
+    m = Manifest(job_id="demo", source="vtest.avi", source_kind="file", clock="stream",
+                 source_fps=10.0, sample_fps=None, width=768, height=576)
     blob.upload_from_string(m.to_json(), content_type="application/json")
     m = m.finish(state="complete", frames_published=795, first_timestamp_us=0, last_timestamp_us=79_400_000)
     Manifest.from_json(blob.download_as_bytes())

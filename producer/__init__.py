@@ -1,0 +1,21 @@
+"""The producer: split a video into timestamped JPEG frames and publish them to Pub/Sub.
+
+Usage::
+
+    python -m producer videos/vtest.avi --fps 5 --max-frames 100
+
+Modules, functional core first:
+
+- :mod:`producer.options` — option values and their validation (pure).
+- :mod:`producer.timestamps` — presentation timestamps: monotonicity check and fallback (pure).
+- :mod:`producer.sampling` — which frames to keep for a target fps, by timestamp (pure).
+- :mod:`producer.messages` — the Pub/Sub message of a frame, inline or claim check (pure).
+- :mod:`producer.encode` — JPEG encoding.
+- :mod:`producer.sources` — decoding a video file into :class:`~producer.sources.DecodedFrame`.
+- :mod:`producer.prefetch` — decode+encode a few frames ahead in a thread (bounded).
+- :mod:`producer.publishing` — batched, flow-controlled publishing with success/failure counts.
+- :mod:`producer.storage` — the job's manifest and claim-check payloads in GCS.
+- :mod:`producer.stopping` — SIGINT/SIGTERM turned into a clean stop.
+- :mod:`producer.job` — one job from start to final manifest.
+- :mod:`producer.cli` — the command line; :mod:`producer.benchmark` — throughput vs the decode+encode bound.
+"""

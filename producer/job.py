@@ -1,0 +1,325 @@
+"""One producer job: open the video, write the manifest, decode → sample → encode → publish, finish.
+
+Usage::
+
+    settings = load_settings()
+    report = run_job("videos/vtest.avi", ProducerOptions(fps=5), settings, show_progress=True)
+    report.job_id, report.state, report.frames_published, report.frames_per_second
+
+Order of work, so that no job is ever half-published without a manifest that says so:
+
+1. check the options and the job id, open the video and decode its first frame (bad input
+   fails here, before anything exists);
+2. check the topic, then create ``jobs/<job>/manifest.json`` with state ``running`` (a missing
+   topic or bucket fails here, before anything is published);
+3. publish frames until the video ends, ``--max-frames`` is reached, a stop is requested
+   (SIGINT/SIGTERM: the frame in hand is still published) or a publish fails;
+4. wait for every pending publish, then overwrite the manifest with the final state:
+   ``complete``, ``stopped`` or ``failed`` (with ``error``), and raise if it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
+from tqdm import tqdm
+
+from framecontract.clients import make_publisher, make_storage_client
+from framecontract.manifest import Manifest
+from framecontract.message import MAX_INLINE_PAYLOAD_BYTES
+from framecontract.settings import Settings
+from producer.encode import EncodedFrame, encode_jpeg
+from producer.errors import ProducerError, PublishFailedError, ResourceNotFoundError, ServiceUnavailableError
+from producer.messages import frame_message
+from producer.options import ProducerOptions, resolve_job_id
+from producer.prefetch import Prefetcher
+from producer.publishing import FramePublisher, PublishLimits
+from producer.sampling import TimestampSampler, number_published
+from producer.sources import DecodedFrame, FrameSource, SourceInfo, open_video_file
+from producer.stopping import StopRequest, stop_on_signals
+from producer.storage import JobStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 120.0
+"""How long to wait for pending publishes at the end before declaring the job failed."""
+
+PREFETCH_FRAMES = 8
+"""Encoded frames made ahead of publishing (about 100 KB each for 768x576): overlap at bounded memory."""
+
+PREFLIGHT_RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=15.0,
+                        predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded))
+
+
+@dataclass(frozen=True)
+class JobClients:
+    """The Google clients a job uses; tests and benchmarks may pass their own."""
+
+    publisher: Any
+    """A ``pubsub_v1.PublisherClient`` (its batch and flow-control settings are the caller's)."""
+    storage: Any
+    """A ``storage.Client``."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, limits: PublishLimits | None = None) -> JobClients:
+        """Clients for ``settings`` (emulators when their hosts are set), publisher with ``limits``."""
+        limits = limits or PublishLimits()
+        return cls(make_publisher(settings, **limits.client_kwargs()), make_storage_client(settings))
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """How a job ended (it ended ``complete`` or ``stopped``; ``failed`` raises instead)."""
+
+    job_id: str
+    state: str
+    manifest: Manifest
+    frames_decoded: int
+    frames_published: int
+    seconds: float
+    """Wall time from the first decoded frame until every publish was confirmed."""
+    stop_reason: str | None = None
+    stop_signal: int | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_published / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def video_seconds(self) -> float:
+        """Span of video time covered by the decoded frames."""
+        fps = self.manifest.source_fps
+        return self.frames_decoded / fps if fps else 0.0
+
+    def summary(self) -> str:
+        """One line for people: what was published, how fast."""
+        realtime = ""
+        if self.video_seconds and self.seconds:
+            realtime = f", {self.video_seconds / self.seconds:.1f}× real time"
+        how = f"stopped ({self.stop_reason})" if self.state == "stopped" else self.state
+        return (f"job {self.job_id} {how}: published {self.frames_published} frames "
+                f"(of {self.frames_decoded} decoded) in {self.seconds:.2f} s — "
+                f"{self.frames_per_second:.1f} frames/s{realtime}")
+
+
+def run_job(
+    video: str | os.PathLike[str] | FrameSource,
+    options: ProducerOptions,
+    settings: Settings,
+    *,
+    clients: JobClients | None = None,
+    stop: StopRequest | None = None,
+    handle_signals: bool = False,
+    show_progress: bool = False,
+    inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES,
+    flush_timeout_s: float = FLUSH_TIMEOUT_S,
+) -> JobReport:
+    """Publish one video file (a path, or an opened :class:`FrameSource`, which is closed at the end)
+    as a job; :class:`ProducerError` on bad input or a failed job.
+
+    ``handle_signals`` turns SIGINT/SIGTERM into a clean stop (main thread only); ``stop`` can
+    also be requested by the caller. ``inline_limit_bytes`` is the claim-check threshold.
+    """
+    options = options.validated()
+    source = video if isinstance(video, FrameSource) else open_video_file(video)
+    with closing(source):
+        job_id = resolve_job_id(options.job_id, source.info.name)
+        clients = clients or JobClients.from_settings(settings)
+        check_topic(clients.publisher, settings.topic_path)
+        store = JobStore(clients.storage, settings.bucket)
+        manifest = start_manifest(job_id, source.info, options, settings)
+        publisher = FramePublisher(clients.publisher, settings.topic_path)
+        stop = stop or StopRequest()
+        with stop_on_signals(stop) if handle_signals else nullcontext(stop):  # from here on, a signal stops
+            store.create_manifest(manifest)
+            log.info("job %s: manifest written, publishing to %s", job_id, settings.topic_path)
+            run = _PublishRun(job_id, source, options, settings, store, publisher, stop, inline_limit_bytes)
+            run.publish_all(show_progress)
+            return run.finish(manifest, flush_timeout_s)
+
+
+def start_manifest(job_id: str, info: SourceInfo, options: ProducerOptions, settings: Settings) -> Manifest:
+    """The ``running`` manifest of a new job."""
+    return Manifest(
+        job_id=job_id, source=info.name, source_kind=info.kind, clock=info.clock,
+        source_fps=info.fps, sample_fps=options.fps, width=info.width, height=info.height,
+        options={
+            "sampling": "by-timestamp" if options.fps else "every-frame",
+            "max_frames": options.max_frames,
+            "jpeg_quality": options.jpeg_quality,
+            "topic": settings.topic_path,
+            "source_frame_count": info.frame_count,
+        },
+    )
+
+
+def check_topic(publisher_client: Any, topic_path: str) -> None:
+    """Fail early, with a remedy, when the topic does not exist or Pub/Sub does not answer.
+
+    A publisher allowed to publish but not to read topic metadata (PermissionDenied) is let
+    through: a missing topic then shows up as the first failed publish.
+    """
+    try:
+        publisher_client.get_topic(topic=topic_path, retry=PREFLIGHT_RETRY, timeout=15.0)
+    except gexc.NotFound:
+        raise topic_not_found(topic_path) from None
+    except gexc.PermissionDenied:
+        log.info("not allowed to look up %s; publishing without checking it", topic_path)
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+        raise pubsub_unreachable(exc) from None
+
+
+def topic_not_found(topic_path: str) -> ResourceNotFoundError:
+    """The error for a missing topic."""
+    topic = topic_path.rsplit("/", 1)[-1]
+    return ResourceNotFoundError(
+        f"Pub/Sub topic {topic_path!r} not found",
+        "start the local stack with 'python -m deploy.local up', or create the topic "
+        f"('gcloud pubsub topics create {topic}'), or pass --topic/--project",
+    )
+
+
+def pubsub_unreachable(exc: BaseException) -> ServiceUnavailableError:
+    """The error for a Pub/Sub service that does not answer."""
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    where = f"the Pub/Sub emulator at {host}" if host else "Pub/Sub"
+    return ServiceUnavailableError(
+        f"cannot reach {where} ({type(exc).__name__}: {str(exc)[:200]})",
+        "start the local stack with 'python -m deploy.local up' (or check PUBSUB_EMULATOR_HOST), or your network",
+    )
+
+
+class _PublishRun:
+    """The publishing loop of one job and the bookkeeping for its final manifest."""
+
+    def __init__(self, job_id: str, source: FrameSource, options: ProducerOptions, settings: Settings,
+                 store: JobStore, publisher: FramePublisher, stop: StopRequest, inline_limit_bytes: int) -> None:
+        self.job_id, self.source, self.options, self.settings = job_id, source, options, settings
+        self.store, self.publisher, self.stop = store, publisher, stop
+        self.inline_limit_bytes = inline_limit_bytes
+        self.first_timestamp_us: int | None = None
+        self.last_timestamp_us: int | None = None
+        self.last_frame_index: int | None = None
+        self.claim_checked = 0
+        self.frames_decoded = 0
+        self.error: BaseException | None = None
+        self.started = time.perf_counter()
+
+    def publish_all(self, show_progress: bool) -> None:
+        """Publish until the end, ``max_frames``, a stop request or a failure; never raises.
+
+        Decoding, sampling and encoding run :data:`PREFETCH_FRAMES` ahead in a thread (OpenCV
+        releases the GIL) while this thread publishes. On a stop request no new frame is read,
+        and every frame already read and encoded is still published.
+        """
+        if self.stop.requested:  # before the first frame was read: a 'stopped' job with no frames
+            return
+        with tqdm(total=self._expected_frames(), unit="frame", desc=self.job_id, file=sys.stderr,
+                  disable=None if show_progress else True, dynamic_ncols=True) as progress, \
+                Prefetcher(self._encoded_frames(), PREFETCH_FRAMES, name=f"decode-{self.job_id}") as frames:
+            try:
+                for frame_index, timestamp_us, jpeg in frames:
+                    self._publish_one(frame_index, timestamp_us, jpeg)
+                    progress.update()
+                    if self.publisher.failed:
+                        break
+                    if self.stop.requested:
+                        frames.stop_reading()
+            except KeyboardInterrupt:
+                self.stop.request("interrupted")
+            except Exception as exc:  # recorded in the manifest as 'failed', raised by finish()
+                self.error = exc
+
+    def _encoded_frames(self) -> Iterator[tuple[int, int, EncodedFrame]]:
+        """``(frame_index, timestamp_us, jpeg)`` of each frame to publish: decode → sample → encode."""
+        sampler = TimestampSampler(self.options.fps)
+        for frame_index, frame in number_published(self._counted(self.source.frames()), sampler,
+                                                   lambda f: f.timestamp_us, self.options.max_frames):
+            yield frame_index, frame.timestamp_us, encode_jpeg(frame.image, self.options.jpeg_quality)
+
+    def _counted(self, frames: Iterator[DecodedFrame]) -> Iterator[DecodedFrame]:
+        for frame in frames:
+            self.frames_decoded += 1
+            yield frame
+
+    def _publish_one(self, frame_index: int, timestamp_us: int, jpeg: EncodedFrame) -> None:
+        message = frame_message(self.job_id, frame_index, timestamp_us, jpeg, self.settings.bucket,
+                                self.inline_limit_bytes)
+        if message.payload_name is not None:
+            self.store.put_payload(message.payload_name, jpeg.data)
+            self.claim_checked += 1
+        self.publisher.publish(message.data, message.attributes, frame_index)
+        if self.first_timestamp_us is None:
+            self.first_timestamp_us = timestamp_us
+        self.last_timestamp_us, self.last_frame_index = timestamp_us, frame_index
+
+    def _expected_frames(self) -> int | None:
+        """Estimate of the frames to publish, for the progress bar."""
+        info, options = self.source.info, self.options
+        total = info.frame_count
+        if total is not None and options.fps and info.fps:
+            total = math.ceil(total * min(1.0, options.fps / info.fps))
+        if options.max_frames is not None:
+            total = min(total, options.max_frames) if total is not None else options.max_frames
+        return total
+
+    def finish(self, manifest: Manifest, flush_timeout_s: float) -> JobReport:
+        """Flush, write the final manifest, and return the report (or raise if the job failed)."""
+        aborted = False
+        try:
+            flushed = self.publisher.flush(flush_timeout_s)
+        except KeyboardInterrupt:
+            flushed, aborted = False, True
+        seconds = time.perf_counter() - self.started
+        failure = self._failure(flushed, aborted, flush_timeout_s)
+        state = "failed" if failure else ("stopped" if self.stop.requested else "complete")
+        final = manifest.finish(
+            state, frames_published=self.publisher.succeeded, frames_dropped=0,
+            first_timestamp_us=self.first_timestamp_us, last_timestamp_us=self.last_timestamp_us,
+            last_frame_index=self.last_frame_index, error=str(failure) if failure else None,
+        )
+        self.store.update_manifest(final)
+        if not aborted:
+            self.publisher.close()
+        if self.claim_checked:
+            log.info("job %s: %d frames went through the claim check", self.job_id, self.claim_checked)
+        if aborted:
+            raise KeyboardInterrupt(f"job {self.job_id} aborted; manifest says 'failed'")
+        if failure is not None:
+            if isinstance(failure, ProducerError):
+                raise failure.for_job(self.job_id) from self.error
+            raise failure  # an unexpected error: keep its traceback
+        return JobReport(self.job_id, state, final, self.frames_decoded, self.publisher.succeeded,
+                         seconds, self.stop.reason, self.stop.signal_number)
+
+    def _failure(self, flushed: bool, aborted: bool, flush_timeout_s: float) -> BaseException | None:
+        """Why the job failed, or ``None``: the loop's error first, then failed or unconfirmed publishes."""
+        if self.error is not None:
+            return self.error
+        publisher = self.publisher
+        if publisher.failures:
+            first = publisher.failures[0]
+            if isinstance(first.error, gexc.NotFound):
+                return topic_not_found(publisher.topic_path)
+            if isinstance(first.error, gexc.ServiceUnavailable | gexc.DeadlineExceeded | gexc.RetryError):
+                return pubsub_unreachable(first.error)
+            return PublishFailedError(
+                f"{publisher.failed} of {publisher.submitted} frames could not be published "
+                f"(first: frame {first.frame_index}: {type(first.error).__name__}: {first.error})",
+                "check the topic and Pub/Sub quotas, then run the job again with a new job id",
+            )
+        if aborted or not flushed:
+            why = "aborted" if aborted else f"still unconfirmed after {flush_timeout_s:g} s"
+            return PublishFailedError(f"{publisher.pending} of {publisher.submitted} publishes {why}",
+                                      "check that Pub/Sub is reachable, then run the job again with a new job id")
+        return None

@@ -1,0 +1,52 @@
+"""Option validation (pure): each bad value gets its exact one-line message and exit status 2."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from producer.errors import UsageError
+from producer.options import ProducerOptions, resolve_job_id
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (ProducerOptions(fps=0), "--fps must be a number greater than 0, got 0 — omit --fps to publish every frame"),
+        (ProducerOptions(fps=-2.5),
+         "--fps must be a number greater than 0, got -2.5 — omit --fps to publish every frame"),
+        (ProducerOptions(fps=float("nan")),
+         "--fps must be a number greater than 0, got nan — omit --fps to publish every frame"),
+        (ProducerOptions(max_frames=0),
+         "--max-frames must be at least 1, got 0 — omit --max-frames to publish the whole video"),
+        (ProducerOptions(jpeg_quality=0),
+         "--jpeg-quality must be between 1 and 100, got 0 — omit it for the default (90)"),
+        (ProducerOptions(jpeg_quality=101),
+         "--jpeg-quality must be between 1 and 100, got 101 — omit it for the default (90)"),
+        (ProducerOptions(job_id="Demo"),
+         "invalid job id 'Demo': upper-case letters are not allowed — use lowercase letters, digits and '-' "
+         "(at most 63, starting with a letter or digit), or omit --job-id to generate one"),
+        (ProducerOptions(job_id="../etc"),
+         "invalid job id '../etc': it contains './'; only lowercase letters, digits and '-' are allowed — use "
+         "lowercase letters, digits and '-' (at most 63, starting with a letter or digit), or omit --job-id to "
+         "generate one"),
+    ],
+)
+def test_bad_option_values_are_refused_with_a_remedy(options: ProducerOptions, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        options.validated()
+    assert str(caught.value) == message
+    assert caught.value.exit_code == 2
+
+
+def test_good_options_pass_unchanged() -> None:
+    options = ProducerOptions(job_id="demo-1", fps=2.5, max_frames=1, jpeg_quality=1)
+    assert options.validated() is options
+    assert ProducerOptions(jpeg_quality=100).validated().jpeg_quality == 100
+
+
+def test_job_id_is_generated_from_the_source_name() -> None:
+    job_id = resolve_job_id(None, "/videos/My Clip.final.mp4")
+    assert re.fullmatch(r"my-clip-final-\d{8}t\d{6}-[0-9a-f]{4}", job_id)
+    assert resolve_job_id("given", "/videos/x.mp4") == "given"
