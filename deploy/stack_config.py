@@ -136,15 +136,15 @@ def dead_letter_subscription_request(config: StackConfig) -> dict[str, Any]:
 
 
 def gunicorn_command(python: str, config: StackConfig, port: int, no_control_socket: bool = False) -> list[str]:
-    """The workers: one gunicorn, N processes, one thread each.
+    """The workers: one gunicorn, N processes, with the threads of ``worker.gunicorn_conf``.
 
     ``no_control_socket``: gunicorn >= 25 opens a control socket at ``~/.gunicorn/gunicorn.ctl`` by
     default, shared by every gunicorn of the user; the stack does not use it, so turn it off.
     """
     return [
         python, "-m", "gunicorn",
+        "--config", "python:worker.gunicorn_conf",
         "--workers", str(config.workers),
-        "--threads", "1",
         "--bind", f"{config.host}:{port}",
         "--timeout", str(config.worker_timeout),
         "--graceful-timeout", "10",

@@ -95,11 +95,11 @@ def test_config_validation(kwargs: dict, message: str) -> None:
         StackConfig(**kwargs)
 
 
-def test_gunicorn_command_one_thread_per_worker() -> None:
+def test_gunicorn_command_uses_the_worker_gunicorn_config() -> None:
     cmd = gunicorn_command("/py", StackConfig(workers=3), 8123)
     assert cmd[:3] == ["/py", "-m", "gunicorn"]
     assert cmd[cmd.index("--workers") + 1] == "3"
-    assert cmd[cmd.index("--threads") + 1] == "1"
+    assert cmd[cmd.index("--config") + 1] == "python:worker.gunicorn_conf"
     assert cmd[cmd.index("--bind") + 1] == "127.0.0.1:8123"
     assert cmd[cmd.index("--timeout") + 1] == "120"
     assert cmd[-1] == "worker.app:create_app()"

@@ -1,0 +1,42 @@
+"""gunicorn settings for the worker, the same locally and on Cloud Run.
+
+Usage::
+
+    gunicorn -c python:worker.gunicorn_conf "worker.app:create_app()"
+
+Layout (see :func:`serving_layout`): one process per CPU (``WEB_CONCURRENCY`` overrides), each with
+one pipeline and one inference thread, and ``WORKER_MAX_IN_FLIGHT + 1`` gthread threads: up to
+``WORKER_MAX_IN_FLIGHT`` requests are admitted (one runs, the others wait for it), one thread is
+spare so health checks and ``/metrics`` answer while busy and so that an excess request is
+*answered* 429 at once instead of waiting unanswered in the listen queue.
+
+Environment: ``PORT`` (8080), ``HOST`` (0.0.0.0), ``WEB_CONCURRENCY`` (CPUs),
+``WORKER_MAX_IN_FLIGHT`` (2), ``GUNICORN_TIMEOUT`` (0 = none, as Cloud Run recommends: the
+request timeout is Cloud Run's).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def serving_layout(cpus: int, max_in_flight: int, processes: int | None = None) -> tuple[int, int]:
+    """(gunicorn worker processes, threads per process) for ``cpus`` and the admission bound.
+
+    >>> serving_layout(cpus=2, max_in_flight=2)
+    (2, 3)
+    """
+    if cpus < 1 or max_in_flight < 1:
+        raise ValueError("cpus and max_in_flight must be >= 1")
+    return (processes or cpus), max_in_flight + 1
+
+
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_processes = int(os.environ["WEB_CONCURRENCY"]) if os.environ.get("WEB_CONCURRENCY") else None
+workers, threads = serving_layout(_cpus, int(os.environ.get("WORKER_MAX_IN_FLIGHT", "2")), _processes)
+worker_class = "gthread"
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "0"))
+graceful_timeout = 20
+keepalive = 75  # longer than Cloud Run's and load balancers' idle timeouts
+accesslog = None  # the app logs one structured line per request
