@@ -58,7 +58,8 @@ def test_malformed_envelopes_are_400_with_a_reason(body, reason: str) -> None:
     [
         ({}, "missing attribute(s): job_id, frame_index, timestamp_us"),
         ({"job_id": "a", "frame_index": "1"}, "missing attribute(s): timestamp_us"),
-        ({"job_id": "A", "frame_index": "1", "timestamp_us": "0"}, "invalid job id 'A': upper-case letters are not allowed"),
+        ({"job_id": "A", "frame_index": "1", "timestamp_us": "0"},
+         "invalid job id 'A': upper-case letters are not allowed"),
         ({"job_id": "a", "frame_index": "x", "timestamp_us": "0"}, "attribute frame_index='x' is not an integer"),
         ({"job_id": "a", "frame_index": "1", "timestamp_us": "-5"}, "attribute timestamp_us=-5 is below 0"),
     ],

@@ -68,7 +68,8 @@ def test_two_requests_store_two_objects(app_and_bucket, dog_jpeg) -> None:
     ("kwargs", "status", "error"),
     [
         ({"json": {"image": "!!!"}}, 400, "field 'image' is not valid base64"),
-        ({"json": {"name": "x"}}, 400, "field 'image' is missing or not a string; it must hold the base64-encoded image"),
+        ({"json": {"name": "x"}}, 400,
+         "field 'image' is missing or not a string; it must hold the base64-encoded image"),
         ({"json": {"image": base64.b64encode(b"hello").decode()}}, 400,
          "'image' is not an image: frame data is not a decodable image"),
         ({"json": [1]}, 400, 'request body must be a JSON object like {"name": ..., "image": "<base64>"}'),

@@ -11,9 +11,8 @@ from worker.runner import PipelineRunner
 
 def test_admission_beyond_capacity_is_429_at_once(pipeline) -> None:
     runner = PipelineRunner(pipeline, max_in_flight=2)
-    with runner.admit(), runner.admit():
-        with pytest.raises(TransientError) as err, runner.admit():
-            pass
+    with runner.admit(), runner.admit(), pytest.raises(TransientError) as err, runner.admit():
+        pass
     assert (err.value.status, err.value.retry_after_s) == (429, 1)
     assert err.value.reason == "worker is at capacity (2 requests in flight)"
     with runner.admit():  # slots are released again
@@ -22,9 +21,8 @@ def test_admission_beyond_capacity_is_429_at_once(pipeline) -> None:
 
 def test_frame_that_cannot_start_within_budget_is_503(pipeline) -> None:
     runner = PipelineRunner(pipeline, max_in_flight=2)
-    with runner._lock:  # another frame is running
-        with pytest.raises(TransientError) as err:
-            runner.process(blank_jpeg(), budget_s=0.05)
+    with runner._lock, pytest.raises(TransientError) as err:  # another frame is running
+        runner.process(blank_jpeg(), budget_s=0.05)
     assert err.value.status == 503
     assert err.value.reason == "frame could not start within its 0.05 s budget"
     result = runner.process(blank_jpeg(), budget_s=5)
