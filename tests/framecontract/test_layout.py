@@ -35,7 +35,8 @@ def test_job_prefix_refuses_traversal() -> None:
 
 def test_stem_sorts_by_timestamp_then_index() -> None:
     stems = [frame_stem(ts, i) for ts, i in [(10, 2), (9, 5), (10, 1), (1_800_000_000_000_000, 0)]]
-    assert sorted(stems) == [frame_stem(9, 5), frame_stem(10, 1), frame_stem(10, 2), frame_stem(1_800_000_000_000_000, 0)]
+    expected = [frame_stem(9, 5), frame_stem(10, 1), frame_stem(10, 2), frame_stem(1_800_000_000_000_000, 0)]
+    assert sorted(stems) == expected
     with pytest.raises(ValueError):
         frame_stem(-1, 0)
 
