@@ -24,6 +24,7 @@ from flask import Flask, Response, jsonify, request
 
 from framecontract.clients import make_storage_client
 from framecontract.settings import Settings, load_settings
+from worker.auth import AuthError, PushAuthConfig, PushAuthVerifier
 from worker.envelope import parse_push_envelope
 from worker.errors import BadRequestError, TransientError
 from worker.logs import configure_json_logging
@@ -58,6 +59,8 @@ class WorkerConfig:
     """Time a frame may take from arrival to stored result; keep well inside the ack deadline."""
     max_image_bytes: int = 10 * 1024 * 1024
     """Largest front-door request body (413 above it)."""
+    push_auth: PushAuthConfig = field(default_factory=PushAuthConfig)
+    """OIDC check of ``POST /pubsub/push`` (off by default: the emulator sends no token)."""
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
@@ -69,6 +72,7 @@ class WorkerConfig:
             max_in_flight=int(env.get("WORKER_MAX_IN_FLIGHT", "2")),
             frame_budget_s=float(env.get("WORKER_FRAME_BUDGET_S", "30")),
             max_image_bytes=int(env.get("WORKER_MAX_IMAGE_BYTES", str(10 * 1024 * 1024))),
+            push_auth=PushAuthConfig.from_env(),
         )
 
 
@@ -90,11 +94,13 @@ def create_app(
     store = ResultStore(storage_client.bucket(config.settings.bucket))
     runner = PipelineRunner(pipeline, max_in_flight=config.max_in_flight)
     push_handler = FrameHandler(runner, store, budget_s=config.frame_budget_s)
+    push_auth = PushAuthVerifier(config.push_auth) if config.push_auth.enabled else None
     predict_handler = PredictHandler(runner, store, config.settings.bucket, budget_s=config.frame_budget_s)
     log.info(
         "worker ready",
         extra={"fields": {"pipeline": str(config.pipeline_path), "bucket": config.settings.bucket,
                           "max_in_flight": config.max_in_flight, "pid": os.getpid(),
+                          "push_auth": config.push_auth.audience or "off",
                           "startup_ms": round((time.perf_counter() - started) * 1000, 1)}},
     )
 
@@ -102,6 +108,21 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_PUSH_BYTES, config.max_image_bytes)
     app.extensions["frame_handler"] = push_handler
     app.extensions["pipeline_runner"] = runner
+    app.extensions["push_auth"] = push_auth
+
+    @app.before_request
+    def authenticate_push() -> Any:
+        """Refuse pushes without a valid Pub/Sub OIDC token (only when an audience is configured)."""
+        if push_auth is None or request.endpoint != "pubsub_push":
+            return None
+        try:
+            push_auth.verify(request.headers.get("Authorization"))
+        except AuthError as exc:
+            ERRORS.labels(error_class="auth", status=str(exc.status)).inc()
+            log.warning("push refused", extra={"fields": {"reason": exc.reason, "status": exc.status,
+                                                          "detail": exc.detail}})
+            return jsonify(error=exc.reason), exc.status, exc.headers()
+        return None
 
     @app.get("/healthz")
     def healthz() -> tuple[str, int]:
