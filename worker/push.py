@@ -74,7 +74,12 @@ class FrameHandler:
         self.budget_s = budget_s
 
     def handle(self, message: PushMessage) -> Outcome:
-        """Process one message; its whole work is bounded by ``budget_s`` (see :class:`PipelineRunner`)."""
+        """Process one message; its whole work is bounded by ``budget_s`` (see :class:`PipelineRunner`).
+
+        There is no existence check before the work: the create-only writes are the deduplication
+        (a redelivery finds the objects there and is acknowledged as ``duplicate``). A check would
+        cost two storage round trips on every frame to save inference on the rare redelivery.
+        """
         received = time.perf_counter()
         try:
             attrs: FrameAttributes | None = FrameAttributes.from_pubsub(message.attributes)
@@ -86,20 +91,14 @@ class FrameHandler:
         names = frame_objects(identity.job_id, identity.frame_index, identity.timestamp_us)
         latency: dict[str, float] = {}
 
-        started = time.perf_counter()
-        if self.store.is_done(names):
-            latency["check"] = _ms(started)
-            return Outcome("duplicate", identity, latency)
-        latency["check"] = _ms(started)
-
         try:
             if attrs is None:
                 raise PermanentFrameError(invalid_reason or "invalid attributes")
             data = self._frame_bytes(message, attrs)
             result = self.runner.process(data, budget_s=self.budget_s - (time.perf_counter() - received))
         except PermanentFrameError as exc:
-            self._record_error(names, identity, message, exc.reason)
-            return Outcome("error-recorded", identity, latency, reason=exc.reason)
+            created = self._record_error(names, identity, message, exc.reason)
+            return Outcome("error-recorded" if created else "duplicate", identity, latency, reason=exc.reason)
         latency.update(result.latency_ms)
 
         started = time.perf_counter()
@@ -118,9 +117,9 @@ class FrameHandler:
             "processed_at": utc_now_iso(),
             "latency_ms": result.latency_ms,
         }
-        self.store.create_json(names.detections, record)  # last: its existence means "processed"
+        created = self.store.create_json(names.detections, record)  # last: its existence means "processed"
         latency["store"] = _ms(started)
-        return Outcome("processed", identity, latency, detections=len(result.detections))
+        return Outcome("processed" if created else "duplicate", identity, latency, detections=len(result.detections))
 
     def _frame_bytes(self, message: PushMessage, attrs: FrameAttributes) -> bytes:
         if not attrs.payload_uri:
@@ -133,8 +132,8 @@ class FrameHandler:
         except FileNotFoundError:
             raise PermanentFrameError(f"claim-checked payload {attrs.payload_uri} does not exist") from None
 
-    def _record_error(self, names: FrameObjects, identity: FrameIdentity, message: PushMessage, reason: str) -> None:
-        self.store.create_json(
+    def _record_error(self, names: FrameObjects, identity: FrameIdentity, message: PushMessage, reason: str) -> bool:
+        return self.store.create_json(
             names.error,
             {
                 "schema": SCHEMA_VERSION,

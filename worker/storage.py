@@ -3,8 +3,7 @@
 Usage::
 
     store = ResultStore(storage_client.bucket("frames"))
-    if store.is_done(names): ...               # a redelivered message
-    store.create(names.image, jpeg, "image/jpeg")   # False if it already existed
+    store.create(names.image, jpeg, "image/jpeg")   # False if it already existed (a redelivery)
 
 Every write is create-only (``if_generation_match=0``): a redelivery that races the first
 delivery finds the object there and leaves it, so at-least-once delivery gives one result per
@@ -20,7 +19,6 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
-from framecontract.layout import FrameObjects
 from worker.errors import TransientError
 
 # Bounded retries: the whole push must finish well inside the ack deadline.
@@ -41,16 +39,6 @@ class ResultStore:
 
     def __init__(self, bucket: Any) -> None:
         self.bucket = bucket
-
-    def exists(self, name: str) -> bool:
-        try:
-            return bool(self.bucket.blob(name).exists(timeout=STORAGE_TIMEOUT_S, retry=STORAGE_RETRY))
-        except Exception as exc:  # noqa: BLE001 — any storage failure is transient here
-            raise TransientError(f"storage unavailable while checking {name}: {_describe(exc)}") from exc
-
-    def is_done(self, names: FrameObjects) -> bool:
-        """True if the frame already has its detections or an error record (a duplicate delivery)."""
-        return self.exists(names.detections) or self.exists(names.error)
 
     def create(self, name: str, data: bytes | str, content_type: str) -> bool:
         """Create ``name``; return False if it already existed (left unchanged)."""

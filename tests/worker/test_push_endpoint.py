@@ -112,7 +112,7 @@ def test_storage_unavailable_is_503_with_retry_after(gcs_settings, pipeline, vte
     response = app.test_client().post("/pubsub/push", json=push_envelope(vtest_jpeg, frame_attributes("job-f", 0)))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
-    assert response.get_json()["error"].startswith("storage unavailable while checking jobs/job-f/detections/")
+    assert response.get_json()["error"].startswith("storage unavailable while writing jobs/job-f/frames/")
 
 
 def test_health_and_readiness(client_and_bucket) -> None:
