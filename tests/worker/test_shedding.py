@@ -48,7 +48,7 @@ def gunicorn_worker(gcs_settings, tmp_path):
         try:
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but not answered while loading
             time.sleep(0.2)
     else:
         pytest.fail("worker did not become ready:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])

@@ -1,1 +1,1 @@
-"""Object detectors that run on onnxruntime alone (no TensorFlow or torch)."""
+"""Object detectors without TensorFlow or torch: NanoDet on onnxruntime, SSD OIDv4 on LiteRT."""
