@@ -110,7 +110,8 @@ def build_node(spec: NodeSpec) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and not module_name.startswith(exc.name):
-            raise PipelineConfigError(f"node {spec.name} needs the {exc.name!r} package, which is not installed") from None
+            why = f"needs the {exc.name!r} package, which is not installed"
+            raise PipelineConfigError(f"node {spec.name} {why}") from None
         raise PipelineConfigError(f"node {spec.name}: no such node") from None
     try:
         node = module.Node(**extra, **spec.overrides)
