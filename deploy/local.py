@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -303,11 +304,15 @@ def gunicorn_has_control_socket() -> bool:
 
 
 def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settings_file: Path) -> dict[str, str]:
+    metrics_dir = stack_dir / "metrics"  # prometheus_client multiprocess mode: /metrics sums all workers
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     env = dict(os.environ)
     env.update(settings_env(settings))
     env.update({
         "FRAME_FANOUT_STACK": str(stack_dir),
         "FRAME_FANOUT_SETTINGS": str(settings_file),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(config.extra_env)

@@ -7,6 +7,7 @@ emulator → collector wait → collector reassemble → decode the MP4 and chec
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,13 +15,15 @@ import av
 import cv2
 import numpy as np
 import pytest
+import requests
 
 from deploy.demo import run_video_job
 from deploy.local import start_stack, stop_stack
 from deploy.stack_config import StackConfig
-from framecontract.clients import make_storage_client
+from framecontract.clients import make_publisher, make_storage_client
 from framecontract.layout import parse_result_name
 from framecontract.manifest import Manifest
+from framecontract.message import FrameAttributes
 
 FRAMES = 60
 pytestmark = pytest.mark.e2e
@@ -91,3 +94,34 @@ def test_vtest_clip_end_to_end(stack, tmp_path, vtest_path) -> None:
     assert run.frames == FRAMES
     assert run.frames_with_people >= 0.9 * FRAMES
     assert run.people_boxes >= 3 * FRAMES
+
+
+def test_redelivered_frame_is_acknowledged_and_stored_once(stack) -> None:
+    """At-least-once delivery: the same frame published again changes nothing in the bucket."""
+    client = make_storage_client(stack.settings)
+    bucket = client.bucket(stack.settings.bucket)
+    job = "redelivery-test"
+    attributes = FrameAttributes(job, 0, 0, 64, 48).to_pubsub()
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    publisher = make_publisher(stack.settings)
+    for _ in range(3):
+        publisher.publish(stack.settings.topic_path, jpeg, **attributes).result(timeout=30)
+    metrics_url = stack.settings.worker_url + "/metrics"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = requests.get(metrics_url, timeout=10).text
+        if _metric(text, 'frames_total{outcome="duplicate"}') >= 2:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the worker did not acknowledge two duplicates:\n" + text[-2000:])
+    names = sorted(b.name for b in client.list_blobs(bucket.name, prefix=f"jobs/{job}/"))
+    assert [parse_result_name(n).kind for n in names] == ["detections", "frames"]
+    assert _metric(text, 'frames_total{outcome="processed"}') >= 1
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
