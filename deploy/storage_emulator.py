@@ -8,7 +8,7 @@ Usage::
     os.environ["STORAGE_EMULATOR_HOST"] = emu.url
     ...; emu.wipe(); emu.stop()
 
-Two patches, both touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
+Three patches, all touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
 pinned in pyproject.toml and checked here; re-read the package source before changing the pin):
 
 (a) ``Storage._write_config_to_file`` re-serialises the metadata of every object on every write
@@ -24,11 +24,16 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
     Check and write are atomic because the emulator's HTTP server is single-threaded.
     Not covered: the XML API (``PUT /bucket/object``), copy/rewrite/compose destinations and the
     other preconditions (``ifGenerationNotMatch``, ``ifMetageneration*``).
+(c) The HTTP server keeps ``http.server``'s listen backlog of 5: with more concurrent clients
+    (several download threads, several workers) connections overflow it and wait for TCP
+    retransmits (seconds). ``APIThread.run`` is replaced to use a server with a backlog of 128.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import logging
 import signal
 import sys
@@ -187,6 +192,7 @@ def apply_patches() -> None:
         missing = [
             name
             for owner, name in (
+                (server.APIThread, "run"),
                 (Storage, "_write_config_to_file"),
                 (objects, "insert"),
                 (objects, "upload_partial"),
@@ -221,7 +227,21 @@ def apply_patches() -> None:
         # Module attributes too: the router's fallback and the resumable handler look them up by name.
         objects.insert = replacements[objects.insert]
         objects.upload_partial = replacements[objects.upload_partial]
+        server.APIThread.run = _api_thread_run
         _patched = True
+
+
+class _BackloggedHTTPServer(http.server.HTTPServer):
+    request_queue_size = 128
+
+
+def _api_thread_run(self: Any) -> None:
+    """``APIThread.run`` of 2026.7.19 with a listen backlog of 128 instead of 5 (patch (c))."""
+    from gcp_storage_emulator.server import RequestHandler
+
+    self._httpd = _BackloggedHTTPServer((self._host, self._port), functools.partial(RequestHandler, self._storage))
+    self.is_running.set()
+    self._httpd.serve_forever()
 
 
 class StorageEmulator:

@@ -132,3 +132,16 @@ def test_precondition_body_matches_gcs() -> None:
     body = se.precondition_failed_body()["error"]
     assert body["code"] == 412
     assert body["errors"][0]["reason"] == "conditionNotMet"
+
+
+def test_many_concurrent_clients_fit_the_listen_backlog() -> None:
+    """Patch (c): 40 connections opened at once are all accepted into the backlog (not dropped)."""
+    import socket
+
+    with se.StorageEmulator(default_bucket="backlog") as emu:
+        assert emu._server._api._httpd.request_queue_size == 128
+        host, port = emu.url.removeprefix("http://").split(":")
+        sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(40)]
+        for sock in sockets:
+            sock.close()
+        assert requests.get(f"{emu.url}/storage/v1/b/backlog", timeout=10).json()["name"] == "backlog"
