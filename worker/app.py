@@ -46,7 +46,8 @@ class WorkerConfig:
     """Everything the app needs; ``from_env`` reads it the way Cloud Run passes it.
 
     Environment: ``WORKER_PIPELINE``, ``WORKER_WARMUP`` (0/1), ``WORKER_MAX_IN_FLIGHT``,
-    ``WORKER_FRAME_BUDGET_S``, ``WORKER_MAX_IMAGE_BYTES``, plus the settings' variables.
+    ``WORKER_FRAME_BUDGET_S``, ``WORKER_MAX_IMAGE_BYTES``, ``WORKER_STARTUP_DELAY_S``, plus the
+    settings' variables.
     """
 
     settings: Settings = field(default_factory=load_settings)
@@ -59,6 +60,8 @@ class WorkerConfig:
     """Time a frame may take from arrival to stored result; keep well inside the ack deadline."""
     max_image_bytes: int = 10 * 1024 * 1024
     """Largest front-door request body (413 above it)."""
+    startup_delay_s: float = 0.0
+    """Extra start-up time before serving (the study's "10 s simulated initialisation" experiment)."""
     push_auth: PushAuthConfig = field(default_factory=PushAuthConfig)
     """OIDC check of ``POST /pubsub/push`` (off by default: the emulator sends no token)."""
 
@@ -72,6 +75,7 @@ class WorkerConfig:
             max_in_flight=int(env.get("WORKER_MAX_IN_FLIGHT", "2")),
             frame_budget_s=float(env.get("WORKER_FRAME_BUDGET_S", "30")),
             max_image_bytes=int(env.get("WORKER_MAX_IMAGE_BYTES", str(10 * 1024 * 1024))),
+            startup_delay_s=float(env.get("WORKER_STARTUP_DELAY_S", "0")),
             push_auth=PushAuthConfig.from_env(),
         )
 
@@ -87,6 +91,8 @@ def create_app(
     if config.json_logs:
         configure_json_logging()
     started = time.perf_counter()
+    if config.startup_delay_s > 0:
+        time.sleep(config.startup_delay_s)  # simulated slow initialisation (load-test experiment)
     pipeline = pipeline or Pipeline.from_yaml(config.pipeline_path)
     if config.warmup:  # the first real request should not pay for lazy initialisation
         pipeline.run(np.zeros((64, 64, 3), dtype=np.uint8))

@@ -100,3 +100,20 @@ def test_metrics_count_predictions(app_and_bucket, dog_jpeg) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'predict_requests_total{status="415"}' in text
     assert "frame_stage_seconds_bucket" in text or "requests_in_flight" in text
+
+
+def test_worker_config_from_env(monkeypatch) -> None:
+    for name, value in {"WORKER_MAX_IN_FLIGHT": "4", "WORKER_FRAME_BUDGET_S": "12.5", "WORKER_STARTUP_DELAY_S": "10",
+                        "WORKER_MAX_IMAGE_BYTES": "1000", "WORKER_WARMUP": "0"}.items():
+        monkeypatch.setenv(name, value)
+    config = WorkerConfig.from_env()
+    assert (config.max_in_flight, config.frame_budget_s, config.startup_delay_s) == (4, 12.5, 10.0)
+    assert (config.max_image_bytes, config.warmup) == (1000, False)
+
+
+def test_startup_delay_delays_the_app(gcs_settings, pipeline) -> None:
+    import time
+
+    started = time.monotonic()
+    create_app(WorkerConfig(settings=gcs_settings, json_logs=False, startup_delay_s=0.3), pipeline=pipeline)
+    assert time.monotonic() - started >= 0.3
