@@ -7,11 +7,13 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PKD_VERSION := 1.3.0.post1
 
-.PHONY: help setup venv assets demo test lint up down status bench clean
+.PHONY: help setup venv assets demo test lint up down status bench loadtest image plan clean
 
 help:
 	@echo "make demo   - set up, start the local stack, process vtest.avi end to end, reassemble, stop"
 	@echo "make test   - set up and run every test (starts and stops the emulators itself)"
+	@echo "make loadtest - a short version of the study's experiment against the local stack (runs/)"
+	@echo "make bench  - the benchmarks (producer, worker, collector), each against a same-run baseline"
 	@echo "make lint   - ruff"
 	@echo "make up / down / status - the local stack by hand"
 
@@ -38,8 +40,29 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Benchmarks, each against a baseline measured in the same run (ratios; see README "Benchmarks").
+bench: setup
+	$(PY) -m producer.benchmark $$($(PY) -m deploy.assets path vtest) --local --repeat 3
+	$(PY) -m worker.benchmark --frames 150 --repeat 3
+	$(PY) -m collector.bench --frames 300
+
+# A short version of the study's main experiment against the local stack (traffic to 127.0.0.1 only;
+# stops itself): 200 users for 60 s against POST /predict, then the report in runs/.
+loadtest: setup
+	timeout --signal=INT --kill-after=30 420 $(PY) -m loadtest local local-study-short --out runs
+
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/shellcheck deploy/*.sh .ci/run
+
+# The worker image (needs a Docker engine; Cloud Build does this for `python -m deploy.gcp up`).
+image:
+	docker build -f deploy/Dockerfile -t frame-fanout-worker .
+
+# Every gcloud command `python -m deploy.gcp up` would run: make plan PROJECT=p REGION=europe-west1
+plan: venv
+	$(PY) -m deploy.gcp plan --project $(PROJECT) --region $(REGION)
 
 up: setup
 	$(PY) -m deploy.local up

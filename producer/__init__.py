@@ -3,6 +3,7 @@
 Usage::
 
     python -m producer videos/vtest.avi --fps 5 --max-frames 100
+    python -m producer 'rtsp://user:pass@cam/stream1' --duration 600 --max-side 960
 
 Modules, functional core first:
 
@@ -11,7 +12,11 @@ Modules, functional core first:
 - :mod:`producer.sampling` — which frames to keep for a target fps, by timestamp (pure).
 - :mod:`producer.messages` — the Pub/Sub message of a frame, inline or claim check (pure).
 - :mod:`producer.encode` — JPEG encoding.
-- :mod:`producer.sources` — decoding a video file into :class:`~producer.sources.DecodedFrame`.
+- :mod:`producer.redact` — credentials in URLs: ``redact_url``, ``url_secrets``, ``scrub`` (pure).
+- :mod:`producer.mjpeg` — ``multipart/x-mixed-replace`` parsing (pure).
+- :mod:`producer.sources` — the ``FrameSource`` protocol; a video file → :class:`~producer.sources.DecodedFrame`.
+- :mod:`producer.images` — a folder of images; :mod:`producer.live` — MJPEG/RTSP/stream/webcam with reconnects.
+- :mod:`producer.opening` — which source a SOURCE argument names, and opening it.
 - :mod:`producer.prefetch` — decode+encode a few frames ahead in a thread (bounded).
 - :mod:`producer.publishing` — batched, flow-controlled publishing with success/failure counts.
 - :mod:`producer.storage` — the job's manifest and claim-check payloads in GCS.

@@ -1,15 +1,19 @@
-"""The command line: ``python -m producer VIDEO [options]``.
+"""The command line: ``python -m producer SOURCE [options]``.
 
 Usage::
 
     python -m producer ~/.cache/frame-fanout/media/vtest.avi --fps 5 --max-frames 100
+    python -m producer frames/ --image-fps 10                 # a folder of images, sorted by name
+    python -m producer 'rtsp://user:pass@cam/stream1' --duration 600 --fps 2 --max-side 960
+    python -m producer http://cam/video.mjpg --latest-frame   # MJPEG over HTTP; 0 = webcam 0
     JOB=$(python -m producer video.mp4 | tail -n 1)      # the last stdout line is the job id
 
 stdout: the job id alone (last line). stderr: progress bar, warnings, a one-line summary, or one
 line ``error: <what is wrong> — <what to do>``. Exit status: 0 complete; 2 bad usage or input;
-1 run-time failure (topic/bucket missing, Pub/Sub or storage unreachable, publishes failed);
+1 run-time failure (topic/bucket missing, Pub/Sub, storage or the stream unreachable, publishes failed);
 130 / 143 stopped by SIGINT / SIGTERM (the job id is still printed: its frames are published and
-its manifest says ``stopped``).
+its manifest says ``stopped``). Credentials in a stream URL are replaced by ``***`` in every line
+the producer writes (errors, warnings, logs) and in the manifest.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import NoReturn
 from framecontract.settings import SettingsError, load_settings
 from producer.errors import ProducerError, UsageError
 from producer.job import run_job
-from producer.options import DEFAULT_JPEG_QUALITY, ProducerOptions
+from producer.options import DEFAULT_IMAGE_FPS, DEFAULT_JPEG_QUALITY, DEFAULT_RECONNECT_TIMEOUT_S, ProducerOptions
+from producer.redact import scrub, url_secrets
 from producer.sources import quiet_decoder_logs
 
 USAGE_HINT = "run 'python -m producer --help' for usage"
@@ -41,18 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     """The producer's argument parser."""
     parser = _ArgumentParser(
         prog="python -m producer",
-        description="Split a video into timestamped JPEG frames and publish them to Pub/Sub as one job. "
-                    "Prints the job id as the last line on stdout.",
+        description="Split a video, a folder of images or a live stream into timestamped JPEG frames and "
+                    "publish them to Pub/Sub as one job. Prints the job id as the last line on stdout.",
         epilog="Settings not given here come from GOOGLE_CLOUD_PROJECT, FRAMES_TOPIC, FRAMES_BUCKET, "
                "PUBSUB_EMULATOR_HOST, STORAGE_EMULATOR_HOST, else the local stack's settings file.",
     )
-    parser.add_argument("video", help="path of a video file (any container/codec OpenCV's FFmpeg reads)")
-    parser.add_argument("--job-id", help="job id, [a-z0-9][a-z0-9-]{0,62}; default: <video name>-<UTC time>-<random>")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="a video file (any container/codec OpenCV's FFmpeg reads), a folder of images, an "
+                             "rtsp:// or http(s):// URL (MJPEG or anything FFmpeg reads), or a webcam index (0)")
+    parser.add_argument("--job-id", help="job id, [a-z0-9][a-z0-9-]{0,62}; default: <source name>-<UTC time>-<random>")
     parser.add_argument("--fps", type=float, help="publish at most this many frames per second of video, "
                         "chosen evenly by timestamp (default: every frame)")
     parser.add_argument("--max-frames", type=int, help="stop after publishing this many frames")
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="stop after S seconds: of video for files, of wall-clock time for live sources")
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--every-frame", dest="policy", action="store_const", const="every-frame",
+                        help="never drop a frame; slow publishing slows reading (default for files and folders)")
+    policy.add_argument("--latest-frame", dest="policy", action="store_const", const="latest-frame",
+                        help="when publishing falls behind, drop the oldest unpublished frames and count them "
+                             "(default for live sources)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--max-side", type=int, metavar="N", help="scale frames down so the longer side is at most N")
+    size.add_argument("--resize", metavar="WxH", help="scale every frame to exactly W x H pixels, e.g. 640x480")
     parser.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
                         help=f"JPEG quality 1..100 (default {DEFAULT_JPEG_QUALITY})")
+    parser.add_argument("--image-fps", type=float, default=DEFAULT_IMAGE_FPS,
+                        help=f"frame rate of a folder of images (default {DEFAULT_IMAGE_FPS:g})")
+    parser.add_argument("--reconnect-timeout", type=float, default=DEFAULT_RECONNECT_TIMEOUT_S, metavar="S",
+                        help="give up on a live source unreachable for S seconds (default "
+                             f"{DEFAULT_RECONNECT_TIMEOUT_S:g}; 0 never reconnects; inf retries forever)")
     parser.add_argument("--project", help="Google Cloud project (overrides GOOGLE_CLOUD_PROJECT)")
     parser.add_argument("--topic", help="Pub/Sub topic name (overrides FRAMES_TOPIC)")
     parser.add_argument("--bucket", help="GCS bucket for the manifest and large frames (overrides FRAMES_BUCKET)")
@@ -61,37 +84,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class SecretsFilter(logging.Filter):
+    """Replaces the given secrets by ``***`` in every log record (message and traceback text)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg, record.args = scrub(record.getMessage(), self.secrets), ()
+            if record.exc_info:
+                record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), self.secrets)
+                record.exc_info = None
+        return True
+
+
+def _source_argument(argv: list[str]) -> str | None:
+    """The SOURCE argument, found without parsing (so that even a usage error can be scrubbed)."""
+    urls = [a for a in argv if "://" in a]
+    return urls[0] if urls else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the producer; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
+    url = _source_argument(argv)
+    secrets = url_secrets(url) if url else ()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretsFilter(secrets))
+    if not verbose or secrets:  # FFmpeg's own log lines may quote the URL
         quiet_decoder_logs()
+
+    def fail(line: str, status: int) -> int:
+        print(scrub(line, secrets), file=sys.stderr)
+        return status
+
     try:
         args = build_parser().parse_args(argv)
         options = ProducerOptions(job_id=args.job_id, fps=args.fps, max_frames=args.max_frames,
-                                  jpeg_quality=args.jpeg_quality).validated()
+                                  jpeg_quality=args.jpeg_quality, policy=args.policy, max_side=args.max_side,
+                                  resize=args.resize, duration=args.duration, image_fps=args.image_fps,
+                                  reconnect_timeout=args.reconnect_timeout).validated()
         settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
         settings.apply_emulator_env()
-        report = run_job(args.video, options, settings, handle_signals=True, show_progress=not args.no_progress)
+        report = run_job(args.source, options, settings, handle_signals=True, show_progress=not args.no_progress)
     except ProducerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(f"error: {exc}", exc.exit_code)
     except SettingsError as exc:
-        print(f"error: {exc} — fix or delete the settings file, or set the environment variables", file=sys.stderr)
-        return 2
+        return fail(f"error: {exc} — fix or delete the settings file, or set the environment variables", 2)
     except KeyboardInterrupt as exc:
-        print(f"error: interrupted{f' ({exc})' if str(exc) else ''} — run the job again with a new job id",
-              file=sys.stderr)
-        return 128 + signal.SIGINT
+        return fail(f"error: interrupted{f' ({exc})' if str(exc) else ''} — run the job again with a new job id",
+                    128 + signal.SIGINT)
     except Exception as exc:
         if verbose:
             logging.getLogger("producer").exception("unexpected error")
-        print(f"error: unexpected {type(exc).__name__}: {exc} — rerun with -v for details; "
-              "if it persists, report it with the output", file=sys.stderr)
-        return 1
+        return fail(f"error: unexpected {type(exc).__name__}: {exc} — rerun with -v for details; "
+                    "if it persists, report it with the output", 1)
     print(report.summary(), file=sys.stderr)
     print(report.job_id, flush=True)
     if report.state == "stopped":

@@ -36,3 +36,15 @@ def encode_jpeg(image: np.ndarray, quality: int) -> EncodedFrame:
         raise EncodeError(f"OpenCV failed to JPEG-encode an image of shape {image.shape}")
     height, width = image.shape[:2]
     return EncodedFrame(buffer.tobytes(), width, height)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to ``size`` = (width, height); the same object if it already has that size.
+
+    Area interpolation when shrinking (no aliasing of fine detail), linear when enlarging.
+    """
+    height, width = image.shape[:2]
+    if (width, height) == size:
+        return image
+    shrinking = size[0] * size[1] < width * height
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -1,21 +1,30 @@
-"""One producer job: open the video, write the manifest, decode → sample → encode → publish, finish.
+"""One producer job: open the source, write the manifest, decode → sample → resize → encode → publish, finish.
 
 Usage::
 
     settings = load_settings()
     report = run_job("videos/vtest.avi", ProducerOptions(fps=5), settings, show_progress=True)
-    report.job_id, report.state, report.frames_published, report.frames_per_second
+    report = run_job("http://cam/video.mjpg", ProducerOptions(duration=60, max_side=640), settings)
+    report.job_id, report.state, report.frames_published, report.frames_dropped, report.frames_per_second
 
 Order of work, so that no job is ever half-published without a manifest that says so:
 
-1. check the options and the job id, open the video and decode its first frame (bad input
-   fails here, before anything exists);
+1. check the options and the job id, open the source and decode its first frame (bad input, an
+   unreachable stream, fails here, before anything exists);
 2. check the topic, then create ``jobs/<job>/manifest.json`` with state ``running`` (a missing
    topic or bucket fails here, before anything is published);
-3. publish frames until the video ends, ``--max-frames`` is reached, a stop is requested
-   (SIGINT/SIGTERM: the frame in hand is still published) or a publish fails;
+3. publish frames until the source ends, ``--max-frames`` or ``--duration`` is reached, a stop is
+   requested (SIGINT/SIGTERM: every frame already read is still published), a live source stays
+   lost longer than ``--reconnect-timeout``, or a publish fails;
 4. wait for every pending publish, then overwrite the manifest with the final state:
-   ``complete``, ``stopped`` or ``failed`` (with ``error``), and raise if it failed.
+   ``complete``, ``stopped`` or ``failed`` (with ``error``), with the drop count and the gaps of a
+   live source, and raise if it failed.
+
+Frame policies: ``every-frame`` (files and folders by default) never drops — when publishing is
+slow, reading waits (Pub/Sub flow control → the read-ahead queue → the decoder). ``latest-frame``
+(live sources by default) never makes the reader wait: when publishing falls behind, the oldest
+frames waiting to be published are dropped and counted (``frames_dropped``), so what is published
+stays current and the camera connection is drained at its own pace.
 """
 
 from __future__ import annotations
@@ -38,14 +47,15 @@ from framecontract.clients import make_publisher, make_storage_client
 from framecontract.manifest import Manifest
 from framecontract.message import MAX_INLINE_PAYLOAD_BYTES
 from framecontract.settings import Settings
-from producer.encode import EncodedFrame, encode_jpeg
+from producer.encode import EncodedFrame, encode_jpeg, resize_image
 from producer.errors import ProducerError, PublishFailedError, ResourceNotFoundError, ServiceUnavailableError
 from producer.messages import frame_message
-from producer.options import ProducerOptions, resolve_job_id
+from producer.opening import open_source
+from producer.options import ProducerOptions, output_size, resolve_job_id
 from producer.prefetch import Prefetcher
 from producer.publishing import FramePublisher, PublishLimits
 from producer.sampling import TimestampSampler, number_published
-from producer.sources import DecodedFrame, FrameSource, SourceInfo, open_video_file
+from producer.sources import DecodedFrame, FrameSource, SourceInfo
 from producer.stopping import StopRequest, stop_on_signals
 from producer.storage import JobStore
 
@@ -56,6 +66,13 @@ FLUSH_TIMEOUT_S = 120.0
 
 PREFETCH_FRAMES = 8
 """Encoded frames made ahead of publishing (about 100 KB each for 768x576): overlap at bounded memory."""
+
+LATEST_FRAME_LIMITS = PublishLimits(max_pending_messages=48, max_pending_bytes=24_000_000)
+"""Flow control for ``latest-frame``: a short publish backlog, so that a slow Pub/Sub makes the producer
+drop old frames within a few seconds instead of queueing 400 (tens of seconds of latency on a camera)."""
+
+STOP_GRACE_S = 5.0
+"""After a stop, how long to wait for a source stuck in a read before finishing without it."""
 
 PREFLIGHT_RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=15.0,
                         predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded))
@@ -90,16 +107,14 @@ class JobReport:
     """Wall time from the first decoded frame until every publish was confirmed."""
     stop_reason: str | None = None
     stop_signal: int | None = None
+    frames_dropped: int = 0
+    """Frames read but not published (``latest-frame`` when publishing fell behind)."""
+    video_seconds: float = 0.0
+    """Span of source time covered by the decoded frames (0 for live sources)."""
 
     @property
     def frames_per_second(self) -> float:
         return self.frames_published / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def video_seconds(self) -> float:
-        """Span of video time covered by the decoded frames."""
-        fps = self.manifest.source_fps
-        return self.frames_decoded / fps if fps else 0.0
 
     def summary(self) -> str:
         """One line for people: what was published, how fast."""
@@ -107,13 +122,16 @@ class JobReport:
         if self.video_seconds and self.seconds:
             realtime = f", {self.video_seconds / self.seconds:.1f}× real time"
         how = f"stopped ({self.stop_reason})" if self.state == "stopped" else self.state
+        dropped = f", {self.frames_dropped} dropped" if self.frames_dropped else ""
+        gaps = len(self.manifest.gaps)
+        gap_note = f"; {gaps} reconnect{'s' if gaps != 1 else ''}" if gaps else ""
         return (f"job {self.job_id} {how}: published {self.frames_published} frames "
-                f"(of {self.frames_decoded} decoded) in {self.seconds:.2f} s — "
-                f"{self.frames_per_second:.1f} frames/s{realtime}")
+                f"(of {self.frames_decoded} decoded{dropped}) in {self.seconds:.2f} s — "
+                f"{self.frames_per_second:.1f} frames/s{realtime}{gap_note}")
 
 
 def run_job(
-    video: str | os.PathLike[str] | FrameSource,
+    source: str | os.PathLike[str] | FrameSource,
     options: ProducerOptions,
     settings: Settings,
     *,
@@ -124,41 +142,80 @@ def run_job(
     inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES,
     flush_timeout_s: float = FLUSH_TIMEOUT_S,
 ) -> JobReport:
-    """Publish one video file (a path, or an opened :class:`FrameSource`, which is closed at the end)
-    as a job; :class:`ProducerError` on bad input or a failed job.
+    """Publish one source (a path or URL — see :func:`~producer.opening.open_source` — or an opened
+    :class:`FrameSource`, which is closed at the end) as a job; :class:`ProducerError` on bad input
+    or a failed job.
 
     ``handle_signals`` turns SIGINT/SIGTERM into a clean stop (main thread only); ``stop`` can
     also be requested by the caller. ``inline_limit_bytes`` is the claim-check threshold.
     """
     options = options.validated()
-    source = video if isinstance(video, FrameSource) else open_video_file(video)
+    if not isinstance(source, FrameSource):
+        source = open_source(os.fspath(source), options)
     with closing(source):
-        job_id = resolve_job_id(options.job_id, source.info.name)
-        clients = clients or JobClients.from_settings(settings)
+        policy = options.policy_for(is_live(source.info))
+        job_id = resolve_job_id(options.job_id, job_name_of(source.info))
+        if clients is None:
+            clients = JobClients.from_settings(settings, LATEST_FRAME_LIMITS if policy == "latest-frame" else None)
         check_topic(clients.publisher, settings.topic_path)
         store = JobStore(clients.storage, settings.bucket)
-        manifest = start_manifest(job_id, source.info, options, settings)
+        manifest = start_manifest(job_id, source, options, settings)
         publisher = FramePublisher(clients.publisher, settings.topic_path)
         stop = stop or StopRequest()
         with stop_on_signals(stop) if handle_signals else nullcontext(stop):  # from here on, a signal stops
             store.create_manifest(manifest)
-            log.info("job %s: manifest written, publishing to %s", job_id, settings.topic_path)
-            run = _PublishRun(job_id, source, options, settings, store, publisher, stop, inline_limit_bytes)
+            log.info("job %s: manifest written, publishing %s to %s (%s)", job_id, source.info.name,
+                     settings.topic_path, policy)
+            run = _PublishRun(job_id, source, options, policy, settings, store, publisher, stop,
+                              inline_limit_bytes)
             run.publish_all(show_progress)
             return run.finish(manifest, flush_timeout_s)
 
 
-def start_manifest(job_id: str, info: SourceInfo, options: ProducerOptions, settings: Settings) -> Manifest:
-    """The ``running`` manifest of a new job."""
+def is_live(info: SourceInfo) -> bool:
+    """True for sources timestamped by the wall clock (streams, webcams)."""
+    return info.clock == "wallclock"
+
+
+def job_name_of(info: SourceInfo) -> str:
+    """What a generated job id is named after: the file or folder name, or host and last path part of a URL."""
+    name = info.name
+    if "://" not in name:
+        return name.rstrip("/") or "job"
+    rest = name.split("://", 1)[1].split("?", 1)[0]
+    host, _, path = rest.partition("/")
+    host = host.rsplit("@", 1)[-1].split(":", 1)[0].replace(".", "-")
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{host}-{last}" if last else host
+
+
+def start_manifest(job_id: str, source: FrameSource, options: ProducerOptions, settings: Settings) -> Manifest:
+    """The ``running`` manifest of a new job (``width``/``height``: the size frames are published at)."""
+    info = source.info
+    live = is_live(info)
+    width, height = output_size(info.width, info.height, options.max_side, options.resize)
+    extra: dict[str, Any] = {}
+    if info.kind == "images":
+        extra["image_fps"] = info.fps
+    if live:
+        extra["reconnect_timeout_s"] = options.reconnect_timeout
+        extra["reader"] = getattr(source, "reader", None)
     return Manifest(
         job_id=job_id, source=info.name, source_kind=info.kind, clock=info.clock,
-        source_fps=info.fps, sample_fps=options.fps, width=info.width, height=info.height,
+        source_fps=info.fps, sample_fps=options.fps, width=width, height=height,
         options={
             "sampling": "by-timestamp" if options.fps else "every-frame",
+            "policy": options.policy_for(live),
             "max_frames": options.max_frames,
+            "duration_s": options.duration,
+            "max_side": options.max_side,
+            "resize": options.resize,
             "jpeg_quality": options.jpeg_quality,
             "topic": settings.topic_path,
             "source_frame_count": info.frame_count,
+            "source_width": info.width,
+            "source_height": info.height,
+            **extra,
         },
     )
 
@@ -202,54 +259,94 @@ def pubsub_unreachable(exc: BaseException) -> ServiceUnavailableError:
 class _PublishRun:
     """The publishing loop of one job and the bookkeeping for its final manifest."""
 
-    def __init__(self, job_id: str, source: FrameSource, options: ProducerOptions, settings: Settings,
-                 store: JobStore, publisher: FramePublisher, stop: StopRequest, inline_limit_bytes: int) -> None:
-        self.job_id, self.source, self.options, self.settings = job_id, source, options, settings
+    def __init__(self, job_id: str, source: FrameSource, options: ProducerOptions, policy: str,
+                 settings: Settings, store: JobStore, publisher: FramePublisher, stop: StopRequest,
+                 inline_limit_bytes: int) -> None:
+        self.job_id, self.source, self.options, self.policy, self.settings = job_id, source, options, policy, settings
         self.store, self.publisher, self.stop = store, publisher, stop
         self.inline_limit_bytes = inline_limit_bytes
         self.first_timestamp_us: int | None = None
         self.last_timestamp_us: int | None = None
         self.last_frame_index: int | None = None
+        self.first_decoded_us: int | None = None
+        self.last_decoded_us: int | None = None
         self.claim_checked = 0
         self.frames_decoded = 0
+        self.frames_dropped = 0
+        self.bound_reached: str | None = None
+        """Why reading ended early without a stop request (``--duration``), for the log."""
         self.error: BaseException | None = None
         self.started = time.perf_counter()
+        self.deadline: float | None = None
 
     def publish_all(self, show_progress: bool) -> None:
-        """Publish until the end, ``max_frames``, a stop request or a failure; never raises.
+        """Publish until the end, ``max_frames``, ``duration``, a stop request or a failure; never raises.
 
-        Decoding, sampling and encoding run :data:`PREFETCH_FRAMES` ahead in a thread (OpenCV
-        releases the GIL) while this thread publishes. On a stop request no new frame is read,
-        and every frame already read and encoded is still published.
+        Decoding, sampling, resizing and encoding run :data:`PREFETCH_FRAMES` ahead in a thread
+        (OpenCV releases the GIL) while this thread publishes; ``latest-frame`` drops the oldest of
+        them when publishing falls behind. On a stop request no new frame is read, and every frame
+        already read and encoded is still published.
         """
         if self.stop.requested:  # before the first frame was read: a 'stopped' job with no frames
             return
+        if self.options.duration is not None and is_live(self.source.info):
+            self.deadline = time.monotonic() + self.options.duration  # ends a live job even while it stalls
+        frame_index = 0
         with tqdm(total=self._expected_frames(), unit="frame", desc=self.job_id, file=sys.stderr,
                   disable=None if show_progress else True, dynamic_ncols=True) as progress, \
-                Prefetcher(self._encoded_frames(), PREFETCH_FRAMES, name=f"decode-{self.job_id}") as frames:
+                Prefetcher(self._encoded_frames(), PREFETCH_FRAMES, name=f"decode-{self.job_id}",
+                           policy="drop-oldest" if self.policy == "latest-frame" else "block",
+                           max_items=self.options.max_frames, stop_grace_s=STOP_GRACE_S,
+                           should_stop=self._should_stop, on_stop=self._interrupt_source) as frames:
             try:
-                for frame_index, timestamp_us, jpeg in frames:
+                for timestamp_us, jpeg in frames:
                     self._publish_one(frame_index, timestamp_us, jpeg)
+                    frame_index += 1
                     progress.update()
                     if self.publisher.failed:
                         break
-                    if self.stop.requested:
-                        frames.stop_reading()
             except KeyboardInterrupt:
                 self.stop.request("interrupted")
             except Exception as exc:  # recorded in the manifest as 'failed', raised by finish()
                 self.error = exc
+            finally:
+                self.frames_dropped = frames.dropped
+                if frames.abandoned:
+                    log.warning("job %s: the source did not return within %g s of the stop; finishing without it",
+                                self.job_id, STOP_GRACE_S)
 
-    def _encoded_frames(self) -> Iterator[tuple[int, int, EncodedFrame]]:
-        """``(frame_index, timestamp_us, jpeg)`` of each frame to publish: decode → sample → encode."""
+    def _should_stop(self) -> bool:
+        """Polled by the read-ahead queue: stop reading (signal, or a live ``--duration`` that ran out)?"""
+        if self.deadline is not None and self.bound_reached is None and time.monotonic() >= self.deadline:
+            self.bound_reached = f"--duration {self.options.duration:g} s reached"
+        return self.stop.requested or self.bound_reached is not None
+
+    def _interrupt_source(self) -> None:
+        interrupt = getattr(self.source, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
+    def _encoded_frames(self) -> Iterator[tuple[int, EncodedFrame]]:
+        """``(timestamp_us, jpeg)`` of each frame to publish: decode → sample → bound → resize → encode."""
         sampler = TimestampSampler(self.options.fps)
-        for frame_index, frame in number_published(self._counted(self.source.frames()), sampler,
-                                                   lambda f: f.timestamp_us, self.options.max_frames):
-            yield frame_index, frame.timestamp_us, encode_jpeg(frame.image, self.options.jpeg_quality)
+        duration_us = None if self.options.duration is None else round(self.options.duration * 1e6)
+        max_side, resize, quality = self.options.max_side, self.options.resize, self.options.jpeg_quality
+        for _, frame in number_published(self._counted(self.source.frames()), sampler, lambda f: f.timestamp_us):
+            if duration_us is not None and frame.timestamp_us - (self.first_decoded_us or 0) >= duration_us:
+                self.bound_reached = f"--duration {self.options.duration:g} s reached"
+                return
+            image = frame.image
+            if max_side is not None or resize is not None:
+                height, width = image.shape[:2]
+                image = resize_image(image, output_size(width, height, max_side, resize))
+            yield frame.timestamp_us, encode_jpeg(image, quality)
 
     def _counted(self, frames: Iterator[DecodedFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
             self.frames_decoded += 1
+            if self.first_decoded_us is None:
+                self.first_decoded_us = frame.timestamp_us
+            self.last_decoded_us = frame.timestamp_us
             yield frame
 
     def _publish_one(self, frame_index: int, timestamp_us: int, jpeg: EncodedFrame) -> None:
@@ -269,9 +366,19 @@ class _PublishRun:
         total = info.frame_count
         if total is not None and options.fps and info.fps:
             total = math.ceil(total * min(1.0, options.fps / info.fps))
+        if total is not None and options.duration and info.fps:
+            total = min(total, math.ceil(options.duration * min(info.fps, options.fps or info.fps)))
         if options.max_frames is not None:
             total = min(total, options.max_frames) if total is not None else options.max_frames
         return total
+
+    def _video_seconds(self) -> float:
+        """Source time covered by the decoded frames (one frame interval past the last); 0 for live sources."""
+        info = self.source.info
+        if is_live(info) or self.first_decoded_us is None or self.last_decoded_us is None:
+            return 0.0
+        interval = 1 / info.fps if info.fps else 0.0
+        return (self.last_decoded_us - self.first_decoded_us) / 1e6 + interval
 
     def finish(self, manifest: Manifest, flush_timeout_s: float) -> JobReport:
         """Flush, write the final manifest, and return the report (or raise if the job failed)."""
@@ -283,16 +390,26 @@ class _PublishRun:
         seconds = time.perf_counter() - self.started
         failure = self._failure(flushed, aborted, flush_timeout_s)
         state = "failed" if failure else ("stopped" if self.stop.requested else "complete")
+        options = dict(manifest.options)
+        skipped = getattr(self.source, "skipped", None)
+        if skipped:
+            options["images_skipped"] = len(skipped)
+        gaps_total = getattr(self.source, "gaps_total", 0)
+        if gaps_total:
+            options["gaps_total"] = gaps_total
         final = manifest.finish(
-            state, frames_published=self.publisher.succeeded, frames_dropped=0,
+            state, frames_published=self.publisher.succeeded, frames_dropped=self.frames_dropped,
             first_timestamp_us=self.first_timestamp_us, last_timestamp_us=self.last_timestamp_us,
             last_frame_index=self.last_frame_index, error=str(failure) if failure else None,
+            gaps=tuple(getattr(self.source, "gaps", ())), options=options,
         )
         self.store.update_manifest(final)
         if not aborted:
             self.publisher.close()
         if self.claim_checked:
             log.info("job %s: %d frames went through the claim check", self.job_id, self.claim_checked)
+        if self.bound_reached:
+            log.info("job %s: %s", self.job_id, self.bound_reached)
         if aborted:
             raise KeyboardInterrupt(f"job {self.job_id} aborted; manifest says 'failed'")
         if failure is not None:
@@ -300,7 +417,8 @@ class _PublishRun:
                 raise failure.for_job(self.job_id) from self.error
             raise failure  # an unexpected error: keep its traceback
         return JobReport(self.job_id, state, final, self.frames_decoded, self.publisher.succeeded,
-                         seconds, self.stop.reason, self.stop.signal_number)
+                         seconds, self.stop.reason, self.stop.signal_number, self.frames_dropped,
+                         self._video_seconds())
 
     def _failure(self, flushed: bool, aborted: bool, flush_timeout_s: float) -> BaseException | None:
         """Why the job failed, or ``None``: the loop's error first, then failed or unconfirmed publishes."""

@@ -110,6 +110,33 @@ def quiet_decoder_logs() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+TEXT_INPUTS = (b"#EXTM3U", b"ffconcat", b"v=0")
+"""Text files FFmpeg legitimately opens as video: HLS playlists, concat lists, SDP descriptions."""
+
+
+def looks_like_text(path: Path, sniff_bytes: int = 4096) -> bool:
+    """True if the file starts with printable UTF-8 text that is not a playlist or SDP.
+
+    FFmpeg's ``tty`` demuxer "plays" any text file as a video of rendered characters, so a
+    mistaken ``notes.txt`` would otherwise be published as frames. Video containers start with
+    binary headers; the text formats FFmpeg really reads as video (:data:`TEXT_INPUTS`) pass.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(sniff_bytes)
+    except OSError:
+        return False
+    if not head or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(TEXT_INPUTS):
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a multi-byte character cut at the end
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(c.isprintable() or c in "\t\r\n\f" for c in text)
+
+
 def open_video_file(path: str | os.PathLike[str]) -> VideoFileSource:
     """Open a video file and decode its first frame; :class:`InputError` with a remedy if that fails."""
     path = Path(path)
@@ -119,6 +146,9 @@ def open_video_file(path: str | os.PathLike[str]) -> VideoFileSource:
         raise InputError(f"{str(path)!r} is a directory, not a video file", "give the path of a video file")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {str(path)!r}: permission denied", "check the file's permissions")
+    if looks_like_text(path):
+        raise InputError(f"{str(path)!r} is a text file, not a video",
+                         "give the path of a video file, a folder of images, or a stream URL")
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()

@@ -146,9 +146,10 @@ def create_app(
     @app.post("/pubsub/push")
     def pubsub_push() -> Any:
         started = time.perf_counter()
+        request.get_data()  # read the body always (cached for get_json), so keep-alive stays in step
         try:
-            message = parse_push_envelope(request.get_json(silent=True))
-            with runner.admit():
+            with runner.admit():  # before the body is parsed: an excess request costs next to nothing
+                message = parse_push_envelope(request.get_json(silent=True))
                 outcome = push_handler.handle(message)
         except BadRequestError as exc:
             ERRORS.labels(error_class="bad-request", status="400").inc()
@@ -178,9 +179,10 @@ def create_app(
         started = time.perf_counter()
         if request.content_length is not None and request.content_length > config.max_image_bytes:
             return _too_large(config.max_image_bytes)
+        data = request.get_data()  # read the body always, so a keep-alive connection stays in step
         try:
-            parsed = parse_predict_request(request.content_type, request.get_data())
-            with runner.admit():
+            with runner.admit():  # before the body is parsed: an excess request costs next to nothing
+                parsed = parse_predict_request(request.content_type, data)
                 body = predict_handler.handle(parsed)
         except BadRequestError as exc:
             PREDICTIONS.labels(status=str(exc.status)).inc()

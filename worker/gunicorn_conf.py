@@ -5,10 +5,10 @@ Usage::
     gunicorn -c python:worker.gunicorn_conf "worker.app:create_app()"
 
 Layout (see :func:`serving_layout`): one process per CPU (``WEB_CONCURRENCY`` overrides), each with
-one pipeline and one inference thread, and ``WORKER_MAX_IN_FLIGHT + 1`` gthread threads: up to
-``WORKER_MAX_IN_FLIGHT`` requests are admitted (one runs, the others wait for it), one thread is
-spare so health checks and ``/metrics`` answer while busy and so that an excess request is
-*answered* 429 at once instead of waiting unanswered in the listen queue.
+one pipeline and one inference thread, and ``WORKER_MAX_IN_FLIGHT + SPARE_THREADS`` gthread
+threads: up to ``WORKER_MAX_IN_FLIGHT`` requests are admitted (one runs, the others wait for it);
+the spare threads answer health checks and ``/metrics`` while busy and answer excess requests 429
+at once (before their bodies are parsed) instead of leaving them queued for a free thread.
 
 Environment: ``PORT`` (8080), ``HOST`` (0.0.0.0), ``WEB_CONCURRENCY`` (CPUs),
 ``WORKER_MAX_IN_FLIGHT`` (2), ``GUNICORN_TIMEOUT`` (0 = none, as Cloud Run recommends: the
@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import os
 
+SPARE_THREADS = 4
+
 
 def serving_layout(cpus: int, max_in_flight: int, processes: int | None = None) -> tuple[int, int]:
     """(gunicorn worker processes, threads per process) for ``cpus`` and the admission bound.
 
     >>> serving_layout(cpus=2, max_in_flight=2)
-    (2, 3)
+    (2, 6)
     """
     if cpus < 1 or max_in_flight < 1:
         raise ValueError("cpus and max_in_flight must be >= 1")
-    return (processes or cpus), max_in_flight + 1
+    return (processes or cpus), max_in_flight + SPARE_THREADS
 
 
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

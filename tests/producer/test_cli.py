@@ -114,5 +114,5 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_no_arguments_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: the following arguments are required: video — run 'python -m producer --help' for usage"
+        "error: the following arguments are required: SOURCE — run 'python -m producer --help' for usage"
     ]

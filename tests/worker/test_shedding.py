@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_serving_layout() -> None:
-    assert serving_layout(cpus=2, max_in_flight=2) == (2, 3)
-    assert serving_layout(cpus=1, max_in_flight=4, processes=3) == (3, 5)
+    assert serving_layout(cpus=2, max_in_flight=2) == (2, 6)
+    assert serving_layout(cpus=1, max_in_flight=4, processes=3) == (3, 8)
     with pytest.raises(ValueError):
         serving_layout(cpus=0, max_in_flight=1)
 

@@ -1,0 +1,7 @@
+"""Entry point: ``python -m deploy.gcp up|down|plan --project P --region R [flags]`` (see deploy/gcp/cli.py)."""
+
+import sys
+
+from deploy.gcp.cli import main
+
+sys.exit(main())

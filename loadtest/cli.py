@@ -1,0 +1,227 @@
+"""``python -m loadtest``: run scenarios, report on runs, the pipeline load test, validate scenarios.
+
+Usage::
+
+    python -m loadtest run SCENARIO --host URL [--users N --spawn-rate R --duration S] [--out runs/]
+    python -m loadtest local SCENARIO [--workers 2] [--chart PNG]     # own local stack, run, report, stop
+    python -m loadtest report RUN [RUN...] [--out DIR]
+    python -m loadtest pipeline --rate FPS --duration S [--workers 2 | --use-stack] [--out runs/]
+    python -m loadtest validate [SCENARIO...]                         # all of loadtest/scenarios/ by default
+    python -m loadtest flags SCENARIO                                 # its `python -m deploy.gcp` flags
+
+SCENARIO is a name in loadtest/scenarios/ (``study-autoscaling``) or a path to a YAML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest.scenario import (
+    SCENARIO_DIR,
+    ScenarioError,
+    gcp_flags,
+    load_scenario,
+    with_overrides,
+    worker_env,
+)
+
+LOCAL_SCENARIO_TIMEOUT_S = 90.0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _add_load_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="scenario name (loadtest/scenarios/NAME.yml) or YAML path")
+    parser.add_argument("--users", type=int, help="override load.users")
+    parser.add_argument("--spawn-rate", type=float, help="override load.spawn_rate (users started per second)")
+    parser.add_argument("--duration", type=int, help="override load.duration_s (seconds)")
+    parser.add_argument("--fps", type=float, help="override load.fps (requests/s per user; 0 = no wait)")
+    parser.add_argument("--image", help="override load.image (asset name or image path)")
+    parser.add_argument("--processes", type=int, help="Locust processes (default: the scenario's, 'auto')")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run folder (default runs/)")
+    parser.add_argument("--label", help="name of the run in reports (default: the run folder's name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario against a host with Locust (headless, CSV, report)")
+    _add_load_overrides(run)
+    run.add_argument("--host", required=True, help="base URL of the front door, e.g. https://x.run.app")
+
+    local = sub.add_parser("local", help="start a local stack, run a scenario against it, report, stop it")
+    _add_load_overrides(local)
+    local.add_argument("--workers", type=int, help="gunicorn worker processes (default: the scenario's, or 2)")
+    local.add_argument("--chart", type=Path, help="also copy the run's chart (PNG) to this path")
+
+    report = sub.add_parser("report", help="charts (PNG) and a markdown table from one or more run folders")
+    report.add_argument("runs", nargs="+", type=Path)
+    report.add_argument("--out", type=Path, help="output folder (default: the run folder, or runs/compare-<time>)")
+    report.add_argument("--chart-name", default="report.png")
+
+    pipe = sub.add_parser("pipeline", help="frames through Pub/Sub at a target rate; capture-to-result latency")
+    pipe.add_argument("--rate", type=float, required=True, help="frames per second to publish")
+    pipe.add_argument("--duration", type=float, required=True, help="seconds to publish for")
+    pipe.add_argument("--image", default="dog", help="asset name or image path (default dog)")
+    pipe.add_argument("--workers", type=int, default=2, help="worker processes of the stack it starts")
+    pipe.add_argument("--use-stack", action="store_true", help="use the running stack of `deploy.local up`")
+    pipe.add_argument("--drain", type=float, default=60.0, help="seconds to wait for results after publishing")
+    pipe.add_argument("--out", type=Path, default=Path("runs"))
+    pipe.add_argument("--label")
+
+    validate = sub.add_parser("validate", help="check scenario files; every problem with its key")
+    validate.add_argument("scenarios", nargs="*")
+
+    flags = sub.add_parser("flags", help="the python -m deploy.gcp flags and worker env of a scenario")
+    flags.add_argument("scenario")
+    return parser
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    scenario = load_scenario(args.scenario)
+    return with_overrides(scenario, users=args.users, spawn_rate=args.spawn_rate, duration_s=args.duration,
+                          fps=args.fps, image=args.image)
+
+
+@contextlib.contextmanager
+def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path]) -> Iterator[Any]:
+    """A fresh local stack on free 127.0.0.1 ports in a temp dir; always stopped and removed.
+
+    Its workers' log is copied into each folder the caller appended to ``keep_logs_in`` meanwhile.
+    """
+    from deploy.local import start_stack, stop_stack
+    from deploy.stack_config import WORKERS, StackConfig
+
+    stack_dir = Path(tempfile.mkdtemp(prefix="loadtest-stack-"))
+    config = StackConfig(workers=workers, port=None, pubsub_port=None, storage_port=None, stack_dir=stack_dir,
+                         extra_env=extra_env, ready_timeout=LOCAL_SCENARIO_TIMEOUT_S)
+    _say(f"starting a local stack ({workers} worker processes) in {stack_dir} ...")
+    handle = start_stack(config, say=_say)
+    try:
+        yield handle
+    finally:
+        _say("stopping the local stack ...")
+        stop_stack(handle, say=_say)
+        log = handle.processes[WORKERS].log_path if WORKERS in handle.processes else None
+        for folder in keep_logs_in:
+            if log is not None and log.exists() and folder.is_dir():
+                shutil.copyfile(log, folder / "workers.log")
+        shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.runner import execute, plan_run
+
+    plan = plan_run(_scenario(args), args.host, args.out, processes=args.processes)
+    data = execute(plan, say=_say, label=args.label)
+    _say(f"report: {plan.run_dir / 'report.md'}  ({data.totals.requests} requests, {data.totals.rps:.1f} req/s, "
+         f"{data.totals.failure_percent:.1f} % failures)")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from loadtest.report import markdown_table
+    from loadtest.runner import execute, plan_run
+
+    scenario = _scenario(args)
+    workers = args.workers or scenario.deploy.workers or 2
+    keep: list[Path] = []
+    with own_stack(workers, worker_env(scenario.deploy), keep) as handle:
+        plan = plan_run(scenario, handle.settings.worker_url, args.out, processes=args.processes)
+        keep.append(plan.run_dir)
+        data = execute(plan, say=_say, label=args.label)
+    if args.chart:
+        args.chart.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plan.run_dir / "report.png", args.chart)
+        _say(f"chart copied to {args.chart}")
+    print(markdown_table([data]), end="")
+    _say(f"run folder: {plan.run_dir}  ({data.totals.requests} requests, {data.totals.rps:.1f} req/s, "
+         f"{data.totals.failure_percent:.1f} % failures)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from loadtest.report import write_report
+    from loadtest.results import load_run
+
+    runs = [load_run(path) for path in args.runs]
+    out = args.out or (args.runs[0] if len(args.runs) == 1 else
+                       Path("runs") / f"compare-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}")
+    command = "python -m loadtest " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    report, chart = write_report(runs, out, command=command, chart_name=args.chart_name)
+    print(report.read_text(), end="")
+    _say(f"wrote {report} and {chart}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from framecontract.settings import load_settings
+    from loadtest.checks import load_image
+    from loadtest.pipeline import PipelinePlan, run_pipeline
+    from loadtest.runner import run_dir_name
+
+    now = dt.datetime.now(dt.UTC)
+    plan = PipelinePlan(rate_fps=args.rate, duration_s=args.duration, image=load_image(args.image),
+                        run_dir=args.out / run_dir_name(f"pipeline-{args.rate:g}fps", now), drain_timeout_s=args.drain)
+    if args.use_stack:
+        settings = load_settings()
+        if not settings.pubsub_emulator_host or not settings.storage_emulator_host:
+            raise ScenarioError("--use-stack needs a local stack (python -m deploy.local up); none is configured")
+        run_pipeline(settings, plan, say=_say, label=args.label)
+        return 0
+    with own_stack(args.workers, {}, [plan.run_dir]) as handle:
+        run_pipeline(handle.settings, plan, say=_say, label=args.label)
+    _say(f"run folder: {plan.run_dir}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    specs = args.scenarios or sorted(str(p) for p in SCENARIO_DIR.glob("*.yml"))
+    bad = 0
+    for spec in specs:
+        try:
+            scenario = load_scenario(spec)
+        except ScenarioError as exc:
+            bad += 1
+            print(exc, file=sys.stderr)
+            continue
+        print(f"ok  {scenario.name}: {scenario.load.users} users, {scenario.load.duration_s} s, "
+              f"{scenario.deploy.target} {shlex.join(gcp_flags(scenario.deploy))}")
+    return 1 if bad else 0
+
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    print(shlex.join(gcp_flags(scenario.deploy)))
+    for key, value in worker_env(scenario.deploy).items():
+        print(f"# worker env: {key}={value}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "local": cmd_local, "report": cmd_report, "pipeline": cmd_pipeline,
+            "validate": cmd_validate, "flags": cmd_flags}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
+    try:
+        return COMMANDS[args.command](args)
+    except (ScenarioError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,441 @@
+"""Live sources: HTTP(S) MJPEG cameras, RTSP and other network streams, webcams — with reconnects.
+
+Usage::
+
+    source = open_live_source("rtsp://user:pass@10.0.0.5:554/stream1", reconnect_timeout=60)
+    source.info.name                 # 'rtsp://***@10.0.0.5:554/stream1' — credentials never leave
+    for frame in source.frames():    # timestamp_us = capture wall-clock time, µs since the epoch
+        ...
+    source.gaps                      # one dict per reconnect, for the manifest
+    source.interrupt()               # from another thread: stop waiting for frames or a reconnect
+
+A live source is opened by connecting and receiving its first frame, so an unreachable camera,
+bad credentials or a URL that serves no video fail *before* a job exists. After that, a dropped
+connection, a stall longer than ``read_timeout`` or an ended stream is logged and reconnected with
+exponential backoff (0.5 s doubling to 10 s); the outage is recorded as a gap (last frame before,
+first frame after, reason, attempts). A source unreachable for ``reconnect_timeout`` seconds
+raises :class:`StreamUnavailableError`: the job ends ``failed``, with what it had published.
+
+``http(s)://`` is read by the producer itself when the server answers ``multipart/x-mixed-replace``
+(MJPEG, as most IP cameras serve it; see :mod:`producer.mjpeg`): each part is one JPEG, there is no
+demuxer to confuse, and Basic/Digest credentials work. Any other HTTP content (an MP4, MPEG-TS, HLS)
+and every other scheme (``rtsp``, ``rtsps``, ``rtmp``, ``tcp``, ``udp``, ``srt``, ...) go to OpenCV's
+FFmpeg backend (RTSP over TCP unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` says otherwise). A webcam is
+opened by index through V4L2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import requests
+import urllib3
+
+from producer.errors import ProducerError
+from producer.mjpeg import MjpegProtocolError, MultipartJpegParser, boundary_from_content_type, is_multipart
+from producer.redact import redact_url, scrub, url_secrets
+from producer.sources import DecodedFrame, SourceInfo
+from producer.timestamps import usable_fps
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 10.0
+"""No frame for this long counts as a dropped connection."""
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 10.0
+MAX_GAPS_RECORDED = 1000
+"""Gaps kept for the manifest; later ones are only counted (``gaps_total``) and logged."""
+HTTP_CHUNK_BYTES = 65_536
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "tcp", "udp", "mms", "mmsh", "hls"})
+
+
+class StreamUnavailableError(ProducerError):
+    """A live source cannot be reached (at the start, or for longer than the reconnect timeout). Exit 1."""
+
+
+class StreamLost(Exception):
+    """The connection to a live source dropped, stalled or ended."""
+
+
+def backoff_delays(initial: float = BACKOFF_INITIAL_S, maximum: float = BACKOFF_MAX_S,
+                   multiplier: float = 2.0) -> Iterator[float]:
+    """0.5, 1, 2, 4, 8, 10, 10, ... seconds between reconnect attempts (pure).
+
+    >>> import itertools; list(itertools.islice(backoff_delays(), 7))
+    [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    """
+    delay = initial
+    while True:
+        yield min(delay, maximum)
+        delay = min(delay * multiplier, maximum)
+
+
+class WallClock:
+    """Capture timestamps: wall-clock µs since the epoch, forced strictly increasing.
+
+    The system clock can step back (NTP); timestamps of one job must not, or sampling and ordering
+    break. A step back is absorbed by continuing 1 µs after the previous timestamp.
+    """
+
+    def __init__(self, now_ns: Callable[[], int] = time.time_ns) -> None:
+        self._now_ns = now_ns
+        self.last_us: int | None = None
+
+    def now_us(self) -> int:
+        now = self._now_ns() // 1000
+        if self.last_us is not None and now <= self.last_us:
+            now = self.last_us + 1
+        self.last_us = now
+        return now
+
+
+@dataclass
+class Gap:
+    """An outage of a live source: from the last frame before it to the first frame after it."""
+
+    reason: str
+    after_timestamp_us: int | None
+    lost_at_us: int
+    resumed_timestamp_us: int | None = None
+    reconnect_attempts: int = 0
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The gap as recorded in the manifest's ``gaps``."""
+        end = self.resumed_timestamp_us
+        start = self.after_timestamp_us if self.after_timestamp_us is not None else self.lost_at_us
+        return {
+            "after_timestamp_us": self.after_timestamp_us,
+            "resumed_timestamp_us": end,
+            "seconds": round((end - start) / 1e6, 3) if end is not None else None,
+            "reason": self.reason,
+            "reconnect_attempts": self.reconnect_attempts,
+        }
+
+
+class Connection(Protocol):
+    """One connection to a live source; ``images()`` raises :class:`StreamLost` when it drops."""
+
+    first_image: np.ndarray
+    """The frame received while connecting (also the first one ``images()`` yields)."""
+    fps: float | None
+
+    def images(self) -> Iterator[np.ndarray]: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LiveSource:
+    """A live :class:`~producer.sources.FrameSource` that reconnects. Use :func:`open_live_source`."""
+
+    def __init__(self, info: SourceInfo, connect: Callable[[], Connection], first: Connection,
+                 reconnect_timeout: float, secrets: tuple[str, ...] = (), clock: WallClock | None = None) -> None:
+        self.info = info
+        self._connect = connect
+        self._connection: Connection | None = first
+        self.reconnect_timeout = reconnect_timeout
+        self._secrets = secrets
+        self._clock = clock or WallClock()
+        self._interrupted = threading.Event()
+        self._gaps: list[Gap] = []
+        self.gaps_total = 0
+        self._taken = False
+        self.reader = "ffmpeg"
+        """What reads the frames: ``mjpeg`` (the producer's own parser), ``ffmpeg`` or ``v4l2``."""
+
+    @property
+    def gaps(self) -> list[dict[str, Any]]:
+        """The recorded outages, as manifest entries."""
+        return [gap.to_manifest() for gap in self._gaps]
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Frames until :meth:`interrupt`, reconnecting as needed; can be taken once."""
+        if self._taken:
+            raise RuntimeError("frames() can be iterated only once")
+        self._taken = True
+        index = 0
+        pending_gap: Gap | None = None
+        while self._connection is not None:
+            connection, reason = self._connection, "the stream ended"
+            try:
+                for image in connection.images():
+                    timestamp_us = self._clock.now_us()
+                    if pending_gap is not None:
+                        pending_gap.resumed_timestamp_us = timestamp_us
+                        log.warning("%s: reconnected after %.1f s (%d attempts)", self.info.name,
+                                    (timestamp_us - (pending_gap.after_timestamp_us or pending_gap.lost_at_us)) / 1e6,
+                                    pending_gap.reconnect_attempts)
+                        pending_gap = None
+                    yield DecodedFrame(index, timestamp_us, image)
+                    index += 1
+                    if self._interrupted.is_set():
+                        return
+            except StreamLost as exc:
+                reason = scrub(str(exc), self._secrets)
+            finally:
+                connection.close()
+                self._connection = None
+            if self._interrupted.is_set():
+                return
+            pending_gap = self._record_gap(reason)
+            self._connection = self._reconnect(pending_gap)
+
+    def _record_gap(self, reason: str) -> Gap:
+        gap = Gap(reason, self._clock.last_us, time.time_ns() // 1000)
+        self.gaps_total += 1
+        if len(self._gaps) < MAX_GAPS_RECORDED:
+            self._gaps.append(gap)
+        log.warning("%s: %s; reconnecting (giving up after %g s)", self.info.name, reason, self.reconnect_timeout)
+        return gap
+
+    def _reconnect(self, gap: Gap) -> Connection | None:
+        """A new connection, ``None`` if interrupted; :class:`StreamUnavailableError` after the timeout."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        last_error = "no attempt made (--reconnect-timeout 0)"
+        for delay in backoff_delays():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._interrupted.wait(min(delay, remaining)):
+                return None
+            gap.reconnect_attempts += 1
+            try:
+                return self._connect()
+            except (StreamLost, ProducerError) as exc:
+                last_error = scrub(str(exc), self._secrets)
+                log.info("%s: reconnect attempt %d failed: %s", self.info.name, gap.reconnect_attempts, last_error)
+            if self._interrupted.is_set():
+                return None
+        raise StreamUnavailableError(
+            f"{self.info.name}: stream lost ({gap.reason}) and not back after {self.reconnect_timeout:g} s "
+            f"({gap.reconnect_attempts} reconnect attempts; last: {last_error})",
+            "check the camera and the network, or raise --reconnect-timeout; the frames published before "
+            "the loss are in the job",
+        )
+
+    def interrupt(self) -> None:
+        """Stop reading soon, from any thread: ends a reconnect wait and unblocks a pending read if it can."""
+        self._interrupted.set()
+        connection = self._connection
+        if connection is not None:
+            connection.interrupt()
+
+    def close(self) -> None:
+        self.interrupt()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+# --- OpenCV (FFmpeg / V4L2) connections ---------------------------------------------------------
+
+
+class CaptureConnection:
+    """A ``cv2.VideoCapture`` on a stream or a webcam. Safe to close from another thread mid-read."""
+
+    def __init__(self, capture: cv2.VideoCapture, first_image: np.ndarray) -> None:
+        self._capture = capture
+        self.first_image = first_image
+        self.fps = usable_fps(capture.get(cv2.CAP_PROP_FPS))
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def images(self) -> Iterator[np.ndarray]:
+        yield self.first_image
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                ok, image = self._capture.read()
+            if not ok or image is None:
+                raise StreamLost("no frame received (stream ended, dropped or stalled)")
+            yield image
+
+    def interrupt(self) -> None:
+        """Nothing to do: OpenCV's read timeout bounds how long a read can block."""
+
+    def close(self) -> None:
+        # never release the capture while another thread is inside read(): wait for that read to end
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._capture.release()
+
+
+def prefer_rtsp_over_tcp() -> None:
+    """RTSP over TCP by default (UDP loses packets on busy or NATed links); an explicit setting wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+def connect_capture(target: str | int, name: str, secrets: tuple[str, ...],
+                    connect_timeout: float, read_timeout: float) -> CaptureConnection:
+    """Open a stream URL (FFmpeg) or a webcam index (V4L2) and read its first frame; :class:`StreamLost` if not."""
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(connect_timeout * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
+    if isinstance(target, int):
+        capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+    else:
+        prefer_rtsp_over_tcp()
+        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+    if not capture.isOpened():
+        capture.release()
+        raise StreamLost("no such device, or it is busy" if isinstance(target, int)
+                         else "FFmpeg cannot open it (unreachable, refused, or not a stream it can read)")
+    ok, image = capture.read()
+    if not ok or image is None:
+        capture.release()
+        raise StreamLost(f"it opened but sent no frame within {read_timeout:g} s")
+    return CaptureConnection(capture, image)
+
+
+# --- HTTP(S) MJPEG ------------------------------------------------------------------------------
+
+
+class MjpegConnection:
+    """One HTTP response streaming ``multipart/x-mixed-replace`` JPEGs."""
+
+    def __init__(self, response: requests.Response, name: str) -> None:
+        self._response = response
+        self._parser = MultipartJpegParser(boundary_from_content_type(response.headers.get("Content-Type", "")))
+        self._ready: list[bytes] = []
+        self._name = name
+        self.fps: float | None = None
+        self.parts_undecodable = 0
+        self.first_image = self._next_image()
+
+    def _next_image(self) -> np.ndarray:
+        while True:
+            while self._ready:
+                data = self._ready.pop(0)
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                if image is not None:
+                    return image
+                self.parts_undecodable += 1
+                log.warning("%s: skipped a part that is not a decodable JPEG (%d bytes)", self._name, len(data))
+            try:
+                chunk = self._response.raw.read1(HTTP_CHUNK_BYTES)
+            except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
+                raise StreamLost(f"connection lost ({type(exc).__name__}: {exc})") from None
+            if not chunk:
+                raise StreamLost("the server closed the connection")
+            try:
+                self._ready.extend(self._parser.feed(chunk))
+            except MjpegProtocolError as exc:
+                raise StreamLost(f"not a valid MJPEG stream: {exc}") from None
+
+    def images(self) -> Iterator[np.ndarray]:
+        image: np.ndarray | None = self.first_image
+        while image is not None:
+            yield image
+            image = self._next_image()
+
+    def interrupt(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def http_get(url: str, connect_timeout: float, read_timeout: float) -> requests.Response:
+    """GET ``url`` streaming; Basic credentials from the URL, Digest if the camera asks for it."""
+    from requests.auth import HTTPDigestAuth
+    from requests.utils import get_auth_from_url, urldefragauth
+
+    user, password = get_auth_from_url(url)
+    bare = urldefragauth(url) if (user or password) else url
+    auth: Any = (user, password) if (user or password) else None
+    timeout = (connect_timeout, read_timeout)
+    response = requests.get(bare, stream=True, timeout=timeout, auth=auth,
+                            headers={"Accept": "multipart/x-mixed-replace, */*"})
+    if response.status_code == 401 and auth and "digest" in response.headers.get("WWW-Authenticate", "").lower():
+        response.close()
+        response = requests.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password))
+    return response
+
+
+def connect_http(url: str, name: str, connect_timeout: float, read_timeout: float) -> MjpegConnection | None:
+    """An MJPEG connection, ``None`` if the server answers something that is not multipart (for FFmpeg).
+
+    :class:`StreamLost` when the server cannot be reached, refuses (HTTP status) or sends no JPEG.
+    """
+    try:
+        response = http_get(url, connect_timeout, read_timeout)
+    except requests.RequestException as exc:
+        raise StreamLost(f"cannot connect ({type(exc).__name__}: {exc})") from None
+    if response.status_code in (401, 403):
+        response.close()
+        raise StreamLost(f"the server refused the credentials (HTTP {response.status_code})")
+    if response.status_code != 200:
+        response.close()
+        raise StreamLost(f"the server answered HTTP {response.status_code} {response.reason}")
+    if not is_multipart(response.headers.get("Content-Type")):
+        response.close()
+        return None
+    try:
+        return MjpegConnection(response, name)
+    except (StreamLost, MjpegProtocolError) as exc:
+        response.close()
+        raise StreamLost(str(exc)) from None
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+
+def open_live_source(target: str | int, reconnect_timeout: float, *, connect_timeout: float = CONNECT_TIMEOUT_S,
+                     read_timeout: float = READ_TIMEOUT_S) -> LiveSource:
+    """Connect to a stream URL or a webcam index and read the first frame; :class:`StreamUnavailableError` if not."""
+    if isinstance(target, int):
+        name, kind, secrets = f"webcam {target}", "webcam", ()
+    else:
+        name, kind, secrets = redact_url(target), "stream", url_secrets(target)
+    scheme = target.split("://", 1)[0].lower() if isinstance(target, str) else ""
+
+    def connect_with_ffmpeg() -> Connection:
+        return connect_capture(target, name, secrets, connect_timeout, read_timeout)
+
+    connect: Callable[[], Connection] = connect_with_ffmpeg
+    reader = "v4l2" if kind == "webcam" else "ffmpeg"
+    try:
+        first: Connection | None = None
+        if scheme in ("http", "https"):
+            first = connect_http(str(target), name, connect_timeout, read_timeout)
+            if first is not None:
+                reader = "mjpeg"
+
+                def connect_mjpeg() -> Connection:
+                    connection = connect_http(str(target), name, connect_timeout, read_timeout)
+                    if connection is None:
+                        raise StreamLost("the server no longer serves multipart/x-mixed-replace")
+                    return connection
+
+                connect = connect_mjpeg
+        if first is None:
+            first = connect()
+    except StreamLost as exc:
+        problem = scrub(str(exc), secrets)
+        if kind == "webcam":
+            raise StreamUnavailableError(
+                f"cannot open webcam {target} ({problem})",
+                "check that the camera is connected ('ls /dev/video*'), not in use by another program, and that "
+                "you may read it (group 'video')") from None
+        raise StreamUnavailableError(
+            f"cannot read the stream {name}: {problem}",
+            "check the URL, that the camera is on and reachable from here, and its user name and password") from None
+    height, width = first.first_image.shape[:2]
+    info = SourceInfo(name=name, kind=kind, clock="wallclock", fps=first.fps,
+                      width=width, height=height, frame_count=None)
+    source = LiveSource(info, connect, first, reconnect_timeout, secrets)
+    source.reader = reader
+    log.info("%s: connected (%s), %dx%d", name, reader, width, height)
+    return source
+

@@ -1,0 +1,150 @@
+"""A real MJPEG-over-HTTP camera for the tests: ``multipart/x-mixed-replace`` on 127.0.0.1, in a thread.
+
+Usage::
+
+    with MjpegServer(jpegs, fps=25, drop_first_after=10, credentials=("user", "secret")) as server:
+        url = server.url("user", "secret")          # http://user:secret@127.0.0.1:PORT/stream
+        ...
+        server.frames_sent, server.connections
+
+Each connection streams ``jpegs`` from the start, in a loop, at ``fps``. With ``drop_first_after=N``
+the *first* connection sends N whole frames and half of the next, then the server closes the socket
+(a camera rebooting, a Wi-Fi drop): the client must reconnect. With ``credentials`` every request
+needs HTTP Basic auth (401 otherwise). After ``max_connections`` connections every request gets
+503 (a camera that never comes back).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+BOUNDARY = "frameboundary"
+
+
+def vtest_jpegs(path: str, count: int, quality: int = 80) -> list[bytes]:
+    """The first ``count`` frames of a video as JPEGs."""
+    capture = cv2.VideoCapture(path)
+    jpegs = []
+    while len(jpegs) < count:
+        ok, image = capture.read()
+        assert ok, f"{path} has fewer than {count} frames"
+        jpegs.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
+    capture.release()
+    return jpegs
+
+
+def closest_frame(image: np.ndarray, jpegs: list[bytes]) -> int:
+    """Index of the served JPEG that ``image`` (a decoded published frame) came from."""
+    diffs = []
+    for data in jpegs:
+        served = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if served.shape != image.shape:
+            served = cv2.resize(served, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+        diffs.append(float(np.mean(cv2.absdiff(served, image))))
+    return int(np.argmin(diffs))
+
+
+class MjpegServer:
+    """The camera; see the module docstring."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 25.0, drop_first_after: int | None = None,
+                 credentials: tuple[str, str] | None = None, content_length: bool = True,
+                 max_connections: int | None = None) -> None:
+        self.jpegs, self.fps, self.drop_first_after = jpegs, fps, drop_first_after
+        self.max_connections = max_connections
+        self.refused = 0
+        self.credentials, self.content_length = credentials, content_length
+        self.frames_sent = 0
+        self.connections = 0
+        self.unauthorized = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 — the http.server API
+                if self.path != "/stream":
+                    self.send_error(404, "no such stream")
+                    return
+                if server.credentials is not None:
+                    token = base64.b64encode(":".join(server.credentials).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {token}":
+                        with server._lock:
+                            server.unauthorized += 1
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                        self.end_headers()
+                        return
+                with server._lock:
+                    if server.max_connections is not None and server.connections >= server.max_connections:
+                        server.refused += 1
+                        self.send_error(503, "camera offline")
+                        return
+                    server.connections += 1
+                    connection = server.connections
+                self.send_response(200)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                server._stream(self, connection)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
+
+    def _stream(self, handler: BaseHTTPRequestHandler, connection: int) -> None:
+        sent = 0
+        next_at = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                data = self.jpegs[sent % len(self.jpegs)]
+                headers = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                if self.content_length:
+                    headers += f"Content-Length: {len(data)}\r\n"
+                part = headers.encode() + b"\r\n" + data + b"\r\n"
+                if connection == 1 and self.drop_first_after is not None and sent == self.drop_first_after:
+                    handler.wfile.write(part[: len(part) // 2])
+                    handler.wfile.flush()
+                    return  # the handler returns: HTTP/1.0, so the server closes the socket mid-part
+                handler.wfile.write(part)
+                handler.wfile.flush()
+                sent += 1
+                with self._lock:
+                    self.frames_sent += 1
+                next_at += 1 / self.fps
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def url(self, user: str | None = None, password: str | None = None, path: str = "/stream") -> str:
+        auth = f"{user}:{password}@" if user is not None else ""
+        return f"http://{auth}127.0.0.1:{self.port}{path}"
+
+    def wait_for_frames(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.frames_sent < count:
+            assert time.monotonic() < deadline, f"only {self.frames_sent} frames sent in {timeout} s"
+            time.sleep(0.02)
+
+    def __enter__(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
