@@ -60,6 +60,11 @@ class Manifest:
     last_frame_index: int | None = None
     error: str | None = None
     gaps: tuple[dict[str, Any], ...] = ()
+    """Live-source outages: ``{after_timestamp_us, resumed_timestamp_us, seconds, reason,
+    reconnect_attempts}``; the first ones only (bounded), all counted in ``gaps_total``."""
+    gaps_total: int = 0
+    images_skipped: int = 0
+    """Image-folder sources: files that could not be decoded (skipped with a warning)."""
     schema: str = SCHEMA_VERSION
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -390,18 +390,12 @@ class _PublishRun:
         seconds = time.perf_counter() - self.started
         failure = self._failure(flushed, aborted, flush_timeout_s)
         state = "failed" if failure else ("stopped" if self.stop.requested else "complete")
-        options = dict(manifest.options)
-        skipped = getattr(self.source, "skipped", None)
-        if skipped:
-            options["images_skipped"] = len(skipped)
-        gaps_total = getattr(self.source, "gaps_total", 0)
-        if gaps_total:
-            options["gaps_total"] = gaps_total
         final = manifest.finish(
             state, frames_published=self.publisher.succeeded, frames_dropped=self.frames_dropped,
             first_timestamp_us=self.first_timestamp_us, last_timestamp_us=self.last_timestamp_us,
             last_frame_index=self.last_frame_index, error=str(failure) if failure else None,
-            gaps=tuple(getattr(self.source, "gaps", ())), options=options,
+            gaps=tuple(getattr(self.source, "gaps", ())), gaps_total=getattr(self.source, "gaps_total", 0),
+            images_skipped=len(getattr(self.source, "skipped", None) or ()),
         )
         self.store.update_manifest(final)
         if not aborted:

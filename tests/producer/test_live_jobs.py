@@ -70,7 +70,7 @@ def test_mjpeg_camera_drops_the_connection_and_the_job_reconnects(
     assert (manifest.state, manifest.clock, manifest.source_kind) == ("complete", "wallclock", "stream")
     assert manifest.source == f"http://***@127.0.0.1:{camera.port}/stream"
     assert manifest.options["reader"] == "mjpeg" and manifest.options["policy"] == "latest-frame"
-    assert len(manifest.gaps) == 1
+    assert len(manifest.gaps) == 1 and manifest.gaps_total == 1
     gap = manifest.gaps[0]
     assert (gap["after_timestamp_us"], gap["resumed_timestamp_us"]) == (stamps[9], stamps[10])
     assert gap["reason"] == "the server closed the connection" and gap["reconnect_attempts"] == 1
