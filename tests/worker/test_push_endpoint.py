@@ -120,3 +120,30 @@ def test_health_and_readiness(client_and_bucket) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert client.get("/pubsub/push").status_code == 405
+
+
+def test_claim_checked_frame_is_read_from_the_bucket(client_and_bucket, vtest_jpeg) -> None:
+    client, bucket = client_and_bucket
+    names = frame_objects("job-g", 2, 200_000)
+    bucket.blob(names.payload).upload_from_string(vtest_jpeg, content_type="image/jpeg")
+    attributes = frame_attributes("job-g", 2) | {"payload_uri": f"gs://{bucket.name}/{names.payload}"}
+    assert client.post("/pubsub/push", json=push_envelope(b"", attributes)).status_code == 204
+    record = json.loads(bucket.blob(names.detections).download_as_bytes())
+    assert record["frame_index"] == 2 and any(d["label"] == "person" for d in record["detections"])
+
+
+def test_missing_claim_check_payload_is_a_recorded_permanent_error(client_and_bucket) -> None:
+    client, bucket = client_and_bucket
+    names = frame_objects("job-h", 4, 400_000)
+    uri = f"gs://{bucket.name}/{names.payload}"
+    attributes = frame_attributes("job-h", 4) | {"payload_uri": uri}
+    assert client.post("/pubsub/push", json=push_envelope(b"", attributes)).status_code == 204
+    record = json.loads(bucket.blob(names.error).download_as_bytes())
+    assert record["reason"] == f"claim-checked payload {uri} does not exist"
+
+
+def test_empty_data_without_payload_uri_is_a_recorded_permanent_error(client_and_bucket) -> None:
+    client, bucket = client_and_bucket
+    assert client.post("/pubsub/push", json=push_envelope(b"", frame_attributes("job-i", 0))).status_code == 204
+    record = json.loads(bucket.blob(frame_objects("job-i", 0, 0).error).download_as_bytes())
+    assert record["reason"] == "frame data is empty and there is no payload_uri"
