@@ -5,7 +5,7 @@
 #        docker run IMAGE python -m deploy.assets path nanodet                          # any other command
 #
 # worker/gunicorn_conf.py reads PORT (Cloud Run sets it; 8080), WEB_CONCURRENCY (processes; default one
-# per CPU), WORKER_MAX_IN_FLIGHT (requests admitted per process; threads = that + 1) and GUNICORN_TIMEOUT
+# per CPU), WORKER_MAX_IN_FLIGHT (requests admitted per process; threads = that + 4 spare) and GUNICORN_TIMEOUT
 # (0: Cloud Run's request timeout governs). WORKER_APP overrides the WSGI app. /metrics adds up all
 # processes through PROMETHEUS_MULTIPROC_DIR, which must be an empty folder: a fresh one is made here.
 set -eu

@@ -101,7 +101,8 @@ def test_dockerfile_structure() -> None:
     for source in copied_sources(s["model"]) + copied_sources(s["build"]) + copied_sources(s["runtime"]):
         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
         assert dockerignore_allows(source), f"COPY {source}: excluded by .dockerignore"
-    assert "python -m deploy.assets fetch nanodet" in " ".join(s["model"])
+    assert "python -m deploy.assets fetch nanodet ssd_oid ssd_oid_labels" in " ".join(s["model"])
+    assert asset_file("ssd_oid", IMAGE_CACHE).parent == asset_file("nanodet", IMAGE_CACHE).parent
     runtime = " ".join(s["runtime"])
     for stage in ("model", "runtime"):
         assert f"FRAME_FANOUT_CACHE={IMAGE_CACHE}" in " ".join(s[stage])
