@@ -2,13 +2,14 @@
 
 Usage::
 
-    result = process_frame(jpeg_bytes, pipeline)
+    result = process_frame(jpeg_bytes, lambda image, timings: pipeline.run(image, timings=timings))
     result.annotated_jpeg, result.detections, result.latency_ms
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +69,18 @@ def detections_from_outputs(outputs: dict[str, Any], width: int, height: int) ->
     return detections
 
 
-def process_frame(data: bytes, pipeline: Any) -> FrameResult:
-    """Decode ``data``, run ``pipeline`` on it, and encode the annotated frame."""
+def process_frame(data: bytes, run_pipeline: Callable[[np.ndarray, dict[str, float]], dict[str, Any]]) -> FrameResult:
+    """Decode ``data``, run the pipeline on it, and encode the annotated frame.
+
+    ``run_pipeline(image, timings)`` is ``pipeline.run``, or a wrapper that serialises it: decoding
+    and encoding stay outside, so they overlap another request's inference.
+    """
     latency: dict[str, float] = {}
     started = time.perf_counter()
     image = decode_image(data)
     latency["decode"] = (time.perf_counter() - started) * 1000
     height, width = image.shape[:2]
-    outputs = pipeline.run(image, timings=latency)
+    outputs = run_pipeline(image, latency)
     started = time.perf_counter()
     annotated = encode_jpeg(outputs.get("img", image))
     latency["encode"] = (time.perf_counter() - started) * 1000
