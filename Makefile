@@ -44,6 +44,7 @@ test: setup
 bench: setup
 	$(PY) -m producer.benchmark $$($(PY) -m deploy.assets path vtest) --local --repeat 3
 	$(PY) -m worker.benchmark --frames 150 --repeat 3
+	$(PY) -m worker.detectors.benchmark
 	$(PY) -m collector.bench --frames 300
 
 # A short version of the study's main experiment against the local stack (traffic to 127.0.0.1 only;
