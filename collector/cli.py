@@ -4,7 +4,8 @@ Usage::
 
     collector status --job demo [--json]
     collector wait --job demo [--timeout 600] [--poll 2]
-    collector reassemble --job demo [-o demo.mp4] [--detections demo.jsonl] [--partial] [--missing hold|skip]
+    collector reassemble --job demo [-o demo.mp4|gs://bucket/demo.mp4] [--detections demo.jsonl|demo.csv]
+                         [--from T] [--to T] [--partial] [--missing hold|mark|skip]
     collector jobs [--json]
 
 Settings (bucket, project, emulator) come from :func:`framecontract.settings.load_settings`:
@@ -15,15 +16,19 @@ the local stack's settings file. Errors are one line, ``error: <what>``, and exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from collector.errors import CollectorError
+from collector.outputs import check_destinations, is_gs_uri, prepare_outputs, upload_outputs
 from collector.plan import JobStatus, format_ranges, format_status
-from collector.reassemble import ReassembleOptions, prepare_outputs, reassemble, summary_paragraph
+from collector.reassemble import MISSING_POLICIES, ReassembleOptions, reassemble, summary_paragraph
 from collector.status import job_status, list_jobs, wait_for_job
 from collector.store import JobStore, checked_job_id
+from collector.timerange import TimePoint, check_range, parse_time
 from collector.video import DEFAULT_PRESET
 from framecontract.settings import SettingsError, load_settings
 
@@ -82,18 +87,31 @@ def _wait_line(status: JobStatus, done: bool) -> str:
 
 def _cmd_reassemble(args: argparse.Namespace) -> int:
     job_id = checked_job_id(args.job)
-    outputs = prepare_outputs(args.output or Path(f"{job_id}.mp4"), args.detections)
-    options = ReassembleOptions(
-        job_id=job_id,
-        partial=args.partial,
-        missing=args.missing,
-        workers=args.workers,
-        preset=args.preset,
-        progress=args.progress,
-    )
-    report = reassemble(_store(args), options, outputs)
+    problem = check_range(args.time_from, args.time_to)
+    if problem:
+        args.parser.error(problem)
+    video = args.output or f"{job_id}.mp4"
+    remote = any(is_gs_uri(x) for x in (video, args.detections) if x is not None)
+    scratch_dir = tempfile.TemporaryDirectory(prefix="collector-") if remote else contextlib.nullcontext()
+    with scratch_dir as scratch:
+        outputs = prepare_outputs(video, args.detections, Path(scratch) if scratch else None)
+        store = _store(args)
+        check_destinations(store, outputs)
+        options = ReassembleOptions(
+            job_id=job_id,
+            partial=args.partial,
+            missing=args.missing,
+            workers=args.workers,
+            window=args.window,
+            preset=args.preset,
+            progress=args.progress,
+            time_from=args.time_from,
+            time_to=args.time_to,
+        )
+        report = reassemble(store, options, outputs)
+        upload_outputs(store, outputs)
     print(summary_paragraph(report), file=sys.stderr)
-    print(outputs.video)
+    print(report.video)
     return EXIT_OK
 
 
@@ -111,6 +129,13 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         published = str(r.published) if r.published is not None else "?"
         print(f"{r.job_id:<40} {r.state:<11} {published:>9} {r.processed:>9} {r.errors:>6} {len(r.missing):>7}")
     return EXIT_OK
+
+
+def _time(text: str) -> TimePoint:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -158,29 +183,46 @@ def build_parser() -> argparse.ArgumentParser:
     wait.set_defaults(func=_cmd_wait)
 
     re_ = sub.add_parser(
-        "reassemble", parents=[common, job, bar], help="results in time order → MP4 + detections JSONL + report",
+        "reassemble", parents=[common, job, bar], help="results in time order → MP4 + detections JSONL/CSV + report",
         description=(
-            "Download the annotated frames in (timestamp, index) order and stream them into an H.264 MP4 at the "
-            "published frame rate; write detections as JSONL (one line per published frame) and a report JSON "
-            "(<video stem>.report.json) listing missing frames, error records and duplicates."
+            "Download the annotated frames in (timestamp, index) order (optionally only --from/--to) and stream "
+            "them into an H.264 MP4 at the published frame rate; write detections as JSONL (one line per frame) or "
+            "CSV (one row per detection) and a report JSON (<video stem>.report.json) listing missing frames, error "
+            "records and duplicates. Outputs may be local paths or gs:// objects."
         ),
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    re_.add_argument("-o", "--output", type=Path, metavar="OUT.mp4", help="video path (default: <job>.mp4)")
     re_.add_argument(
-        "--detections", type=Path, metavar="OUT.jsonl", help="detections JSONL (default: <video stem>.detections.jsonl)"
+        "-o", "--output", metavar="OUT.mp4",
+        help="video path or gs://BUCKET/NAME.mp4 (uploaded; overwrites) (default: <job>.mp4)",
     )
+    re_.add_argument(
+        "--detections", metavar="OUT.jsonl|OUT.csv",
+        help="detections: JSON Lines, or CSV when the name ends in .csv; local or gs:// "
+        "(default: <video stem>.detections.jsonl)",
+    )
+    re_.add_argument(
+        "--from", dest="time_from", type=_time, metavar="T",
+        help="first time to include (from <= t): seconds (12.5), [HH:]MM:SS[.fff], or for live jobs an ISO 8601 "
+        "time with a zone; offsets count from the stream start (files) or the first frame (live)",
+    )
+    re_.add_argument("--to", dest="time_to", type=_time, metavar="T", help="end of the range, excluded (t < to)")
     re_.add_argument("--partial", action="store_true", help="reassemble what exists of a job still running")
     re_.add_argument(
-        "--missing", choices=("hold", "skip"), default="hold",
-        help="a missing or failed frame: repeat the previous frame (hold, default) or leave it out (skip)",
+        "--missing", choices=MISSING_POLICIES, default="hold",
+        help="a missing or failed frame: repeat the previous frame (hold, default), repeat it with a red "
+        "'MISSING frame N' banner (mark), or leave it out (skip)",
     )
     re_.add_argument(
         "--workers", type=int, default=None, metavar="N",
         help="parallel downloads (default 16; 4 against the storage emulator, which serves one request at a time)",
     )
+    re_.add_argument(
+        "--window", type=int, default=None, metavar="N",
+        help="frames downloaded ahead of the encoder (default max(2 x workers, 32)); memory ~ N x 1.5 x W x H bytes",
+    )
     re_.add_argument("--preset", default=DEFAULT_PRESET, help=f"libx264 preset ({DEFAULT_PRESET})")
-    re_.set_defaults(func=_cmd_reassemble)
+    re_.set_defaults(func=_cmd_reassemble, parser=re_)
 
     jobs = sub.add_parser("jobs", parents=[common], help="every job in the bucket with state and counts")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -1,4 +1,4 @@
-"""Reassembly: a job's results → an MP4 in time order, detections JSONL, and a gap report.
+"""Reassembly: a job's results → an MP4 in time order, detections (JSONL or CSV), and a gap report.
 
 Usage::
 
@@ -6,40 +6,58 @@ Usage::
     report = reassemble(store, ReassembleOptions(job_id="demo"), outputs)
     print(summary_paragraph(report), file=sys.stderr)
 
-Frames are downloaded and JPEG-decoded by a thread pool through a bounded, ordered window
-(:func:`ordered_window`), so memory holds at most ``window`` frames whatever the job's length, and
-they reach the encoder in (timestamp, index) order. Holes (missing frames, error records, frames
-that cannot be read) are held from the previous frame (``hold``; a hole at the very start shows the
-first frame that exists) or left out (``skip``); either way they are reported. Outputs are written
-under temporary names and renamed at the end, so a failed run leaves no half-written video.
+Frames are downloaded, JPEG-decoded and converted to I420 by a thread pool through a bounded,
+ordered window (:func:`ordered_window`), so memory holds at most ``window`` frames whatever the
+job's length, and they reach the encoder in (timestamp, index) order; the encoding thread only
+wraps the planes and encodes. Holes (missing frames, error records, frames that cannot be read) are
+held from the previous frame (``hold``; a hole at the very start shows the first frame that exists),
+held with a red ``MISSING frame N`` banner (``mark``), or left out (``skip``); either way they are
+reported. ``time_from``/``time_to`` select a half-open time range (:mod:`collector.timerange`).
+Outputs are written under temporary names and renamed at the end, so a failed run leaves no
+half-written file.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from collector.errors import CollectorError
+from collector.outputs import OutputPaths, prepare_outputs
 from collector.plan import Slot, Timeline, format_ranges, output_fps, parse_listing, plan_timeline, plural
 from collector.store import JobStore, checked_job_id
-from collector.video import DEFAULT_PRESET, VideoEncoder
+from collector.timerange import TimePoint, TimeRange, estimate_timestamps, format_offset, resolve_range, select_slots
+from collector.video import DEFAULT_PRESET, VideoEncoder, draw_missing_marker, from_i420, to_i420
 
-MissingPolicy = Literal["hold", "skip"]
+__all__ = ["OutputPaths", "ReassembleOptions", "prepare_outputs", "reassemble", "summary_paragraph"]
+
+MissingPolicy = Literal["hold", "skip", "mark"]
+MISSING_POLICIES: tuple[str, ...] = ("hold", "skip", "mark")
 T = TypeVar("T")
 R = TypeVar("R")
+
+HOLE_REASONS = {"missing": "no result", "error": "error record", "unreadable": "result unreadable"}
+"""Second line of the ``--missing mark`` banner, by the hole's status."""
+
+CSV_COLUMNS = (
+    "frame_index", "timestamp_us", "video_frame", "status", "detection",
+    "label", "score", "x1", "y1", "x2", "y2", "error",
+)  # fmt: skip
+"""Columns of ``--detections OUT.csv``: one row per detection; a frame without detections (or a hole)
+gets one row with ``detection``, ``label``, ``score`` and the box empty."""
 
 
 @dataclass(frozen=True)
@@ -52,77 +70,80 @@ class ReassembleOptions:
     workers: int | None = None
     """Parallel downloads; default :attr:`JobStore.download_workers` (16, or 4 on the emulator)."""
     window: int | None = None
-    """Frames in flight (downloaded or downloading); default ``2 * workers``."""
+    """Frames in flight (downloading or downloaded, not yet encoded); default :func:`default_window`."""
     preset: str = DEFAULT_PRESET
     codec: str | None = None
     progress: bool | None = None
     """``None``: a progress bar when stderr is a terminal."""
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where the video, the detections JSONL and the report go."""
-
-    video: Path
-    detections: Path
-    report: Path
-
-
-def prepare_outputs(video: Path, detections: Path | None = None) -> OutputPaths:
-    """Resolve output paths (detections and report default next to the video) and check they can be written.
-
-    Missing directories are created. Raises ``CollectorError: cannot write to output directory ...``.
-    """
-    stem = video.with_suffix("") if video.suffix else video
-    paths = OutputPaths(
-        video=video,
-        detections=detections or stem.with_name(stem.name + ".detections.jsonl"),
-        report=stem.with_name(stem.name + ".report.json"),
-    )
-    for directory in sorted({p.parent for p in (paths.video, paths.detections, paths.report)}):
-        blocker = next((d for d in (directory, *directory.parents) if d.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise CollectorError(f"cannot write to output directory '{directory}': '{blocker}' is not a directory")
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".collector-probe-"):
-                pass
-        except OSError as exc:
-            raise CollectorError(f"cannot write to output directory '{directory}': {exc.strerror or exc}") from None
-    return paths
+    time_from: TimePoint | None = None
+    time_to: TimePoint | None = None
 
 
 @dataclass
-class Fetched:
-    """One slot after download and decode (done in a worker thread)."""
+class Downloaded:
+    """One slot's objects, as bytes (the I/O half of a fetch)."""
 
     slot: Slot
-    image: np.ndarray | None = None
+    data: bytes | None = None
     record: dict[str, Any] | None = None
     problem: str | None = None
 
 
-def fetch_slot(store: JobStore, slot: Slot) -> Fetched:
-    """Download (and decode) what a slot needs: JPEG + detections for a frame, the record for an error."""
+@dataclass
+class Fetched:
+    """One slot after download, JPEG decode and conversion to I420 planes (done in a worker thread)."""
+
+    slot: Slot
+    planes: np.ndarray | None = None
+    record: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+def download_slot(store: JobStore, slot: Slot) -> Downloaded:
+    """Download what a slot needs: detections JSON + annotated JPEG for a frame, the record for an error."""
     result = slot.result
     if slot.kind == "missing" or result is None:
-        return Fetched(slot)
+        return Downloaded(slot)
     if slot.kind == "error":
         assert result.error is not None
         try:
-            return Fetched(slot, record=json.loads(store.download(result.error.name)))
+            return Downloaded(slot, record=json.loads(store.download(result.error.name)))
         except Exception as exc:
-            return Fetched(slot, problem=f"error record unreadable: {_one_line(exc)}")
+            return Downloaded(slot, problem=f"error record unreadable: {_one_line(exc)}")
     assert result.image is not None and result.detections is not None
     try:
         record = json.loads(store.download(result.detections.name))
         data = store.download(result.image.name)
     except Exception as exc:
-        return Fetched(slot, problem=f"download failed: {_one_line(exc)}")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return Fetched(slot, record=record, problem="annotated JPEG cannot be decoded")
-    return Fetched(slot, image=image, record=record)
+        return Downloaded(slot, problem=f"download failed: {_one_line(exc)}")
+    return Downloaded(slot, data=data, record=record)
+
+
+def decode_downloaded(downloaded: Downloaded) -> Fetched:
+    """JPEG → BGR → I420 planes (OpenCV releases the GIL for both steps)."""
+    if downloaded.data is None:
+        return Fetched(downloaded.slot, record=downloaded.record, problem=downloaded.problem)
+    image = cv2.imdecode(np.frombuffer(downloaded.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[0] < 2 or image.shape[1] < 2:
+        return Fetched(downloaded.slot, record=downloaded.record, problem="annotated JPEG cannot be decoded")
+    return Fetched(downloaded.slot, planes=to_i420(image), record=downloaded.record)
+
+
+def fetch_slot(store: JobStore, slot: Slot) -> Fetched:
+    """:func:`download_slot` then :func:`decode_downloaded` (what each worker thread runs)."""
+    return decode_downloaded(download_slot(store, slot))
+
+
+MIN_WINDOW = 32
+"""Smallest default window: one slow download (a TCP retransmit, a pause in the emulator) stalls the
+head of an ordered window, so it must be deep enough for the other threads to keep going. Measured on
+the emulator, 4 workers: window 8 vs 32 = 146 vs 152 frames/s on a quiet machine (within the noise),
+85-100 vs 124-138 under heavy load (docs/collector.md)."""
+
+
+def default_window(workers: int) -> int:
+    """Frames in flight by default: ``max(2 * workers, 32)``; memory ≈ window × 1.5 × width × height bytes."""
+    return max(2 * workers, MIN_WINDOW)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -130,9 +151,7 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def ordered_window(
-    executor: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int
-) -> Iterator[R]:
+def ordered_window(executor: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
     """``map(fn, items)`` on ``executor`` with at most ``window`` calls submitted and not yet consumed.
 
     Results come in input order; memory is bounded by ``window`` results. Abandoning the iterator
@@ -162,12 +181,18 @@ class ReassemblyReport:
     video: str
     detections: str
     report: str
+    detections_format: str = "jsonl"
     codec: str = ""
     fps: float = 0.0
     fps_source: str = ""
     width: int = 0
     height: int = 0
+    time_range: dict[str, Any] | None = None
+    """``None`` for the whole job, else the selected half-open range (``--from``/``--to``)."""
     frames_expected: int | None = None
+    """Published frames of the whole job (``None`` while the producer runs)."""
+    frames_selected: int = 0
+    """Positions on the output timeline (published frames in the time range, holes included)."""
     frames_written: int = 0
     frames_from_results: int = 0
     frames_held: int = 0
@@ -180,10 +205,12 @@ class ReassemblyReport:
     images_missing: list[int] = field(default_factory=list)
     unrecognised_objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time of this process (all threads, encoder included) during the reassembly."""
 
     @property
     def holes(self) -> int:
-        return len(self.missing) + len(self.errors) + len(self.unreadable) + len(self.images_missing)
+        return len(self.missing) + len(self.errors) + len(self.unreadable)  # images_missing are in missing
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -193,43 +220,52 @@ class ReassemblyReport:
 
 
 class _VideoSink:
-    """Applies the missing-frame policy between the ordered frames and the encoder."""
+    """Applies the missing-frame policy between the ordered frames (I420 planes) and the encoder."""
 
     def __init__(self, path: Path, fps: float, options: ReassembleOptions) -> None:
         self.path, self.fps, self.options = path, fps, options
         self.encoder: VideoEncoder | None = None
         self.previous: np.ndarray | None = None
-        self.leading_holes = 0
+        self.leading: list[tuple[int, str]] = []
+        """Holes before the first frame that exists: (frame index, status), filled from that frame."""
         self.held = 0
         self.skipped = 0
         self.position = 0
-        """Video frame number the next slot gets (in ``hold`` mode every slot gets one)."""
+        """Video frame number the next slot gets (in ``hold``/``mark`` mode every slot gets one)."""
 
-    def frame(self, image: np.ndarray) -> int:
+    def frame(self, planes: np.ndarray) -> int:
         if self.encoder is None:
-            height, width = image.shape[:2]
+            height, width = planes.shape[0] * 2 // 3, planes.shape[1]
             self.encoder = VideoEncoder.open(
                 self.path, self.fps, width, height, codec=self.options.codec, preset=self.options.preset
             )
-        for _ in range(self.leading_holes):
-            self.encoder.write_bgr(image)
-        self.leading_holes = 0
-        self.encoder.write_bgr(image)
-        self.previous = image
+        if not self.encoder.fits(planes):  # a frame of another size (not expected within one job)
+            planes = to_i420(from_i420(planes), self.encoder.width, self.encoder.height)
+        for index, status in self.leading:
+            self.encoder.write_i420(self._filler(planes, index, status))
+        self.leading = []
+        self.encoder.write_i420(planes)
+        self.previous = planes
         self.position += 1
         return self.position - 1
 
-    def hole(self) -> int | None:
+    def hole(self, frame_index: int, status: str) -> int | None:
         if self.options.missing == "skip":
             self.skipped += 1
             return None
         self.held += 1
         if self.encoder is None or self.previous is None:
-            self.leading_holes += 1
+            self.leading.append((frame_index, status))
         else:
-            self.encoder.write_bgr(self.previous)
+            self.encoder.write_i420(self._filler(self.previous, frame_index, status))
         self.position += 1
         return self.position - 1
+
+    def _filler(self, planes: np.ndarray, frame_index: int, status: str) -> np.ndarray:
+        if self.options.missing != "mark":
+            return planes
+        marked = draw_missing_marker(from_i420(planes), frame_index, HOLE_REASONS.get(status, status))
+        return to_i420(marked)
 
 
 def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> dict[str, Any]:
@@ -252,9 +288,63 @@ def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> d
     return line
 
 
+def csv_rows(line: dict[str, Any]) -> list[list[Any]]:
+    """The CSV rows (:data:`CSV_COLUMNS`) of one detections line: one per detection, at least one per frame."""
+    head = [line["frame_index"], line["timestamp_us"], line["video_frame"], line["status"]]
+    error = line.get("error")
+    detections = line.get("detections") or []
+    if not detections:
+        return [[*head, None, None, None, None, None, None, None, error]]
+    rows = []
+    for number, det in enumerate(detections):
+        box = list(det.get("box") or [None] * 4)[:4]
+        rows.append([*head, number, det.get("label"), det.get("score"), *box, error])
+    return rows
+
+
+class _DetectionsWriter:
+    """Writes detections lines as JSON Lines or as CSV rows."""
+
+    def __init__(self, stream: IO[str], fmt: str) -> None:
+        self.stream = stream
+        self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        if self.csv is not None:
+            self.csv.writerow(CSV_COLUMNS)
+
+    def write(self, line: dict[str, Any]) -> None:
+        if self.csv is None:
+            self.stream.write(json.dumps(line, separators=(",", ":")) + "\n")
+        else:
+            self.csv.writerows([["" if v is None else v for v in row] for row in csv_rows(line)])
+
+
+def _origin_us(manifest_clock: str, first_timestamp_us: int | None, timeline: Timeline) -> int:
+    """What ``--from``/``--to`` offsets count from: 0 for stream clocks, the first frame for wall clocks."""
+    if manifest_clock != "wallclock":
+        return 0
+    if first_timestamp_us is not None:
+        return first_timestamp_us
+    known = [s.timestamp_us for s in timeline.slots if s.timestamp_us is not None]
+    return min(known) if known else 0
+
+
+def select_range(timeline: Timeline, window: TimeRange | None, fps: float, job_id: str) -> tuple[Slot, ...]:
+    """The timeline's slots in ``window`` (all of them for ``None``); CollectorError if no frame is in it."""
+    if window is None:
+        return timeline.slots
+    selected = select_slots(timeline.slots, estimate_timestamps(timeline.slots, fps), window)
+    if not any(s.kind == "frame" for s in selected):
+        frames = [s.timestamp_us for s in timeline.slots if s.kind == "frame" and s.timestamp_us is not None]
+        first, last = format_offset(min(frames), window.origin_us), format_offset(max(frames), window.origin_us)
+        raise CollectorError(
+            f"job {job_id!r} has no processed frames {window.text} (its processed frames are at {first} to {last})"
+        )
+    return selected
+
+
 def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths) -> ReassemblyReport:
     """Reassemble one job into ``outputs``; :class:`CollectorError` for anything the user must fix."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     job_id = checked_job_id(options.job_id)
     manifest = store.require_manifest(job_id)
     if not manifest.is_final and not options.partial:
@@ -271,39 +361,48 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
             f"({plural(len(timeline.errors), 'error record')}, {len(timeline.missing)} missing)"
         )
     fps, fps_source = output_fps(manifest, timeline)
+    window = None
+    if options.time_from is not None or options.time_to is not None:
+        origin = _origin_us(manifest.clock, manifest.first_timestamp_us, timeline)
+        window = resolve_range(options.time_from, options.time_to, manifest.clock, origin)
+    slots = select_range(timeline, window, fps, job_id)
     report = ReassemblyReport(
         job_id=job_id,
         manifest_state=manifest.state,
         partial=not manifest.is_final,
         missing_policy=options.missing,
-        video=str(outputs.video),
-        detections=str(outputs.detections),
-        report=str(outputs.report),
+        video=outputs.name(outputs.video),
+        detections=outputs.name(outputs.detections),
+        report=outputs.name(outputs.report),
+        detections_format=outputs.detections_format,
         fps=fps,
         fps_source=fps_source,
+        time_range=window.to_dict() if window is not None else None,
         frames_expected=expected,
-        missing=list(timeline.missing),
+        frames_selected=len(slots),
+        missing=[s.frame_index for s in slots if s.kind == "missing"],
         duplicates=[d.to_dict() for d in timeline.duplicates],
         unexpected_indices=list(timeline.unexpected),
         images_missing=list(timeline.images_missing),
         unrecognised_objects=list(listing.unrecognised),
     )
     video_part = _part_name(outputs.video)
-    jsonl_part = _part_name(outputs.detections)
+    detections_part = _part_name(outputs.detections)
     try:
-        sink = _write(store, options, timeline, report, video_part, jsonl_part, fps)
+        sink = _write(store, options, slots, report, video_part, detections_part, outputs.detections_format, fps)
         report.codec = sink.encoder.codec_name if sink.encoder else ""
         report.width, report.height = (sink.encoder.width, sink.encoder.height) if sink.encoder else (0, 0)
         report.frames_written = sink.encoder.frames_written if sink.encoder else 0
         report.frames_held, report.frames_skipped = sink.held, sink.skipped
         if sink.encoder is None:
-            raise CollectorError(f"job {job_id!r}: none of its {timeline.frame_slots} frames could be read")
+            raise CollectorError(f"job {job_id!r}: none of its {len(slots)} selected frames could be read")
         os.replace(video_part, outputs.video)
-        os.replace(jsonl_part, outputs.detections)
+        os.replace(detections_part, outputs.detections)
     finally:
-        for part in (video_part, jsonl_part):
+        for part in (video_part, detections_part):
             part.unlink(missing_ok=True)
     report.seconds = round(time.perf_counter() - started, 3)
+    report.cpu_seconds = round(time.process_time() - cpu_started, 3)
     _write_json_atomically(outputs.report, report.to_dict())
     return report
 
@@ -311,17 +410,18 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
 def _write(
     store: JobStore,
     options: ReassembleOptions,
-    timeline: Timeline,
+    slots: Sequence[Slot],
     report: ReassemblyReport,
     video_part: Path,
-    jsonl_part: Path,
+    detections_part: Path,
+    detections_format: str,
     fps: float,
 ) -> _VideoSink:
     sink = _VideoSink(video_part, fps, options)
     workers = max(options.workers or store.download_workers, 1)
-    window = options.window or 2 * workers
+    window = max(options.window or default_window(workers), 1)
     progress = tqdm(
-        total=len(timeline.slots),
+        total=len(slots),
         unit="frame",
         desc=f"reassemble {options.job_id}",
         file=sys.stderr,
@@ -330,13 +430,15 @@ def _write(
     try:
         with (
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collector-fetch") as pool,
-            jsonl_part.open("w", encoding="utf-8") as jsonl,
+            detections_part.open("w", encoding="utf-8", newline="") as stream,
         ):
-            for fetched in ordered_window(pool, lambda s: fetch_slot(store, s), timeline.slots, window):
+            writer = _DetectionsWriter(stream, detections_format)
+            for fetched in ordered_window(pool, lambda s: fetch_slot(store, s), slots, window):
                 slot = fetched.slot
-                if fetched.image is not None:
-                    status, video_frame = "ok", sink.frame(fetched.image)
-                    fetched.image = None
+                if fetched.planes is not None:
+                    status, video_frame = "ok", sink.frame(fetched.planes)
+                    fetched.planes = None
+                    report.frames_from_results += 1
                 else:
                     status = {"error": "error", "missing": "missing"}.get(slot.kind, "unreadable")
                     if status == "error":
@@ -351,10 +453,8 @@ def _write(
                         )
                     elif status == "unreadable":
                         report.unreadable.append({"frame_index": slot.frame_index, "reason": fetched.problem})
-                    video_frame = sink.hole()
-                if status == "ok":
-                    report.frames_from_results += 1
-                jsonl.write(json.dumps(detections_line(fetched, status, video_frame), separators=(",", ":")) + "\n")
+                    video_frame = sink.hole(slot.frame_index, status)
+                writer.write(detections_line(fetched, status, video_frame))
                 progress.update(1)
         if sink.encoder is not None:
             sink.encoder.close()
@@ -382,12 +482,22 @@ def summary_paragraph(report: ReassemblyReport) -> str:
     expected = f"{report.frames_expected}" if report.frames_expected is not None else "an unknown number of"
     state = report.manifest_state + (", partial" if report.partial else "")
     rate = f" ({report.frames_written / report.seconds:.1f} frames/s)" if report.seconds else ""
+    if report.time_range is None:
+        scope, source = "", f"{report.frames_from_results} of {expected} published frames"
+    else:
+        published = f"{report.frames_expected} published" if report.frames_expected is not None else "still running"
+        scope = f" {report.time_range['text']}"
+        source = f"{report.frames_from_results} of the {report.frames_selected} frames in range ({published})"
     parts = [
-        f"Reassembled job {report.job_id} ({state}): {report.frames_written} video frames written to "
+        f"Reassembled job {report.job_id} ({state}){scope}: {report.frames_written} video frames written to "
         f"{report.video} ({report.codec}, {report.width}x{report.height} at {report.fps:g} fps) from "
-        f"{report.frames_from_results} of {expected} published frames in {report.seconds:.1f} s{rate}."
+        f"{source} in {report.seconds:.1f} s{rate}."
     ]
-    policy = "held from the previous frame" if report.missing_policy == "hold" else "skipped"
+    policy = {
+        "hold": "held from the previous frame",
+        "mark": "held from the previous frame and marked MISSING",
+        "skip": "skipped",
+    }[report.missing_policy]
     if report.missing:
         parts.append(f"{len(report.missing)} missing ({format_ranges(report.missing)}) {policy}.")
     else:

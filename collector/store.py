@@ -6,6 +6,7 @@ Usage::
     manifest = store.require_manifest("demo")            # CollectorError for an unknown job
     objects = store.list_job("demo")                     # one listing of jobs/demo/
     data = store.download("jobs/demo/frames/3/....jpg")
+    store.upload_file(Path("demo.mp4"), "gs://results/demo.mp4", "video/mp4")
 
 Under the emulator (``STORAGE_EMULATOR_HOST``) no credentials are needed; in production the
 client uses Application Default Credentials.
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
 from collector.plan import ListedObject
 from framecontract.clients import make_storage_client
 from framecontract.jobid import InvalidJobIdError, validate_job_id
-from framecontract.layout import JOBS_PREFIX, gs_uri, job_prefix, manifest_name
+from framecontract.layout import JOBS_PREFIX, gs_uri, job_prefix, manifest_name, parse_gs_uri
 from framecontract.manifest import InvalidManifestError, Manifest
 from framecontract.settings import Settings
 
@@ -88,18 +90,19 @@ class JobStore:
     def bucket(self) -> Any:
         return self.client.bucket(self.bucket_name)
 
-    def check_bucket(self) -> None:
-        """:class:`CollectorError` ``bucket 'x' does not exist`` when it does not."""
+    def check_bucket(self, bucket_name: str | None = None) -> None:
+        """:class:`CollectorError` ``bucket 'x' does not exist`` when it does not (default: the jobs' bucket)."""
         from google.api_core import exceptions as gexc
 
+        name = bucket_name or self.bucket_name
         try:
-            found = self.client.lookup_bucket(self.bucket_name)
+            found = self.client.lookup_bucket(name)
         except gexc.Forbidden:
-            return  # allowed to read objects but not bucket metadata: the listing will tell
+            return  # allowed to read/write objects but not bucket metadata: the listing or upload will tell
         except Exception as exc:
-            raise _google_call_error(exc, f"cannot reach bucket {self.bucket_name!r}") from None
+            raise _google_call_error(exc, f"cannot reach bucket {name!r}") from None
         if found is None:
-            raise CollectorError(f"bucket {self.bucket_name!r} does not exist")
+            raise CollectorError(f"bucket {name!r} does not exist")
 
     def read_manifest(self, job_id: str) -> Manifest | None:
         """The job's manifest, ``None`` if there is none; CollectorError if it is unreadable."""
@@ -157,3 +160,11 @@ class JobStore:
     def download(self, name: str) -> bytes:
         """One object's bytes (the client retries transient failures itself)."""
         return self.bucket.blob(name).download_as_bytes()
+
+    def upload_file(self, path: Path, uri: str, content_type: str) -> None:
+        """Upload a local file to ``gs://bucket/name``, replacing any object there; CollectorError on failure."""
+        bucket, name = parse_gs_uri(uri)
+        try:
+            self.client.bucket(bucket).blob(name).upload_from_filename(str(path), content_type=content_type)
+        except Exception as exc:
+            raise _google_call_error(exc, f"cannot upload {uri}") from None

@@ -122,14 +122,23 @@ def error_record(job_id: str, index: int, timestamp_us: int, reason: str) -> dic
 
 
 def synthetic_manifest(
-    job_id: str, published: int | None, fps: float, width: int, height: int, state: str = "complete"
+    job_id: str,
+    published: int | None,
+    fps: float,
+    width: int,
+    height: int,
+    state: str = "complete",
+    origin_us: int = 0,
 ) -> Manifest:
-    """A manifest as the producer writes it; ``state='running'`` leaves frames_published at 0."""
+    """A manifest as the producer writes it; ``state='running'`` leaves frames_published at 0.
+
+    ``origin_us`` > 0 makes it a live job (``clock: wallclock``, first frame at ``origin_us``).
+    """
     started = Manifest(
         job_id=job_id,
-        source="synthetic.avi",
-        source_kind="file",
-        clock="stream",
+        source="synthetic.avi" if not origin_us else "rtsp://camera.example/synthetic",
+        source_kind="file" if not origin_us else "stream",
+        clock="stream" if not origin_us else "wallclock",
         source_fps=fps,
         sample_fps=None,
         width=width,
@@ -140,8 +149,8 @@ def synthetic_manifest(
     return started.finish(
         state,  # type: ignore[arg-type]
         frames_published=published,
-        first_timestamp_us=0,
-        last_timestamp_us=timestamp_of(published - 1, fps) if published else None,
+        first_timestamp_us=origin_us,
+        last_timestamp_us=origin_us + timestamp_of(published - 1, fps) if published else None,
         last_frame_index=published - 1 if published else None,
     )
 
@@ -159,12 +168,14 @@ def seed_job(
     images_only: Collection[int] = (),
     shuffle_seed: int | None = 7,
     timestamp_offsets: Mapping[int, int] | None = None,
+    origin_us: int = 0,
 ) -> Manifest:
     """Write a synthetic job into ``bucket`` (a ``google.cloud.storage.Bucket``) like the worker would.
 
     ``indices`` get an annotated JPEG + detections JSON, ``errors`` (index → reason) an error record,
     ``images_only`` just the JPEG (in flight). ``published`` defaults to the highest index + 1.
-    ``timestamp_offsets`` shifts chosen frames' timestamps (to test ordering by time). Objects are
+    ``timestamp_offsets`` shifts chosen frames' timestamps (to test ordering by time); ``origin_us`` > 0
+    makes a live job whose timestamps are wall-clock µs starting there. Objects are
     uploaded in shuffled order (``shuffle_seed=None`` keeps index order).
     """
     errors = dict(errors or {})
@@ -172,7 +183,9 @@ def seed_job(
     all_indices = set(indices) | set(errors) | set(images_only)
     if published is None:
         published = max(all_indices) + 1 if all_indices else 0
-    offsets = dict(timestamp_offsets or {})
+    offsets = {i: origin_us for i in all_indices}
+    for index, shift in (timestamp_offsets or {}).items():
+        offsets[index] = origin_us + shift
     uploads: list[tuple[str, Any]] = []
     for index in indices:
         ts = timestamp_of(index, fps) + offsets.get(index, 0)
@@ -184,7 +197,7 @@ def seed_job(
         uploads.append(("errors", (index, timestamp_of(index, fps) + offsets.get(index, 0))))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(uploads)
-    manifest = synthetic_manifest(job_id, published, fps, width, height, state)
+    manifest = synthetic_manifest(job_id, published, fps, width, height, state, origin_us)
     bucket.blob(manifest_name(job_id)).upload_from_string(manifest.to_json(), content_type="application/json")
     for kind, (index, ts) in uploads:
         name = result_name(kind, job_id, index, ts)  # type: ignore[arg-type]
