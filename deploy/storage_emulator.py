@@ -8,7 +8,7 @@ Usage::
     os.environ["STORAGE_EMULATOR_HOST"] = emu.url
     ...; emu.wipe(); emu.stop()
 
-Three patches, all touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
+Four patches, all touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
 pinned in pyproject.toml and checked here; re-read the package source before changing the pin):
 
 (a) ``Storage._write_config_to_file`` re-serialises the metadata of every object on every write
@@ -24,6 +24,9 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
     Check and write are atomic because the emulator's HTTP server is single-threaded.
     Not covered: the XML API (``PUT /bucket/object``), copy/rewrite/compose destinations and the
     other preconditions (``ifGenerationNotMatch``, ``ifMetageneration*``).
+(d) Object listings ignore ``maxResults``/``pageToken`` and return everything in one page; GCS
+    pages at most 1,000 objects. ``handlers.objects.ls`` is wrapped to page the same way (items in
+    name order, ``nextPageToken``), so clients see production's paging and memory behaviour.
 (c) The HTTP server keeps ``http.server``'s listen backlog of 5: with more concurrent clients
     (several download threads, several workers) connections overflow it and wait for TCP
     retransmits (seconds). ``APIThread.run`` is replaced to use a server with a backlog of 128.
@@ -32,8 +35,10 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import http.server
+import json
 import logging
 import signal
 import sys
@@ -215,6 +220,7 @@ def apply_patches() -> None:
         replacements = {
             objects.insert: _wrap_insert(objects.insert),
             objects.upload_partial: _wrap_upload_partial(objects.upload_partial),
+            objects.ls: _paged_ls(objects.ls),
         }
         replaced = 0
         for _regex, handlers in server.HANDLERS:
@@ -222,13 +228,50 @@ def apply_patches() -> None:
                 if func in replacements:
                     handlers[method] = replacements[func]
                     replaced += 1
-        if replaced < 2:
-            raise StorageEmulatorError("gcp-storage-emulator internals changed: upload routes not found in HANDLERS")
+        if replaced < 3:
+            raise StorageEmulatorError("gcp-storage-emulator internals changed: object routes not found in HANDLERS")
         # Module attributes too: the router's fallback and the resumable handler look them up by name.
         objects.insert = replacements[objects.insert]
         objects.upload_partial = replacements[objects.upload_partial]
+        objects.ls = replacements[objects.ls]
         server.APIThread.run = _api_thread_run
         _patched = True
+
+
+MAX_PAGE = 1000
+"""GCS's largest page of an object listing (and its default)."""
+
+
+def _paged_ls(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``objects.ls`` so listings page like GCS: ``maxResults`` (≤ 1000) and ``pageToken`` (patch (d))."""
+
+    def ls(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(request, response, storage, *args, **kwargs)
+        try:
+            body = json.loads(getattr(response, "_content", None) or "null")
+        except (TypeError, ValueError):
+            return result
+        if not isinstance(body, dict) or "items" not in body:
+            return result
+        try:
+            size = min(int(request.query.get("maxResults", [MAX_PAGE])[0]), MAX_PAGE)
+        except ValueError:
+            size = MAX_PAGE
+        size = max(size, 1)
+        token = request.query.get("pageToken", [None])[0]
+        items = sorted(body["items"] or [], key=lambda item: item["name"])
+        if token:
+            after = base64.urlsafe_b64decode(token.encode()).decode()
+            items = [item for item in items if item["name"] > after]
+            body["prefixes"] = []  # prefixes come with the first page
+        page = items[:size]
+        body["items"] = page
+        if len(items) > size:
+            body["nextPageToken"] = base64.urlsafe_b64encode(page[-1]["name"].encode()).decode()
+        response.json(body)
+        return result
+
+    return ls
 
 
 class _BackloggedHTTPServer(http.server.HTTPServer):

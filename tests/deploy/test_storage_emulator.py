@@ -145,3 +145,22 @@ def test_many_concurrent_clients_fit_the_listen_backlog() -> None:
         for sock in sockets:
             sock.close()
         assert requests.get(f"{emu.url}/storage/v1/b/backlog", timeout=10).json()["name"] == "backlog"
+
+
+def test_listings_page_like_gcs(gcs_settings: Settings) -> None:
+    """Patch (d): pages of at most maxResults (≤ 1000) in name order, with nextPageToken."""
+    client = make_storage_client(gcs_settings)
+    bucket = client.bucket(gcs_settings.bucket)
+    names = [f"p/{i:04d}" for i in range(25)]
+    for name in reversed(names):
+        bucket.blob(name).upload_from_string(b"x")
+    bucket.blob("q/other").upload_from_string(b"x")
+    pages = client.list_blobs(bucket.name, prefix="p/", max_results=None, page_size=10).pages
+    sizes_and_names = [[b.name for b in page] for page in pages]
+    assert [len(p) for p in sizes_and_names] == [10, 10, 5]
+    assert [n for p in sizes_and_names for n in p] == names
+    url = f"{gcs_settings.storage_emulator_host}/storage/v1/b/{bucket.name}/o"
+    body = requests.get(url, params={"maxResults": 5000}, timeout=10).json()
+    assert len(body["items"]) == 26 and "nextPageToken" not in body
+    listing = client.list_blobs(bucket.name, delimiter="/")
+    assert list(listing) == [] and set(listing.prefixes) == {"p/", "q/"}
