@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from worker.detectors.coco import COCO_LABELS, canonical_label
+from worker.detectors.settings import check_detector_settings
 
 INPUT_SIZE = 416
 STRIDES = (8, 16, 32)
@@ -195,13 +196,7 @@ class NanoDetDetector:
     ) -> None:
         import onnxruntime
 
-        if not 0.0 <= score_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
-            raise ValueError(f"thresholds must be in [0, 1]; got score {score_threshold}, iou {iou_threshold}")
-        if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        model_path = Path(model_path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"NanoDet model {model_path} does not exist; run `python -m deploy.assets fetch`")
+        model_path = check_detector_settings("NanoDet", model_path, score_threshold, iou_threshold, num_threads)
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.class_mask = resolve_class_filter(detect)

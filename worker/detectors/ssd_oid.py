@@ -32,6 +32,7 @@ import numpy as np
 
 from worker.detectors.nanodet import Candidates, Detections, non_max_suppression
 from worker.detectors.oid import BACKGROUND, OID_LABELS, OUTPUT_LABELS, resolve_oid_classes
+from worker.detectors.settings import check_detector_settings
 
 INPUT_SIZE = 300
 NUM_ANCHORS = 1917
@@ -214,13 +215,7 @@ class SsdOidDetector:
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        if not 0.0 <= score_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
-            raise ValueError(f"thresholds must be in [0, 1]; got score {score_threshold}, iou {iou_threshold}")
-        if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        model_path = Path(model_path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"SSD OIDv4 model {model_path} does not exist; run `python -m deploy.assets fetch`")
+        model_path = check_detector_settings("SSD OIDv4", model_path, score_threshold, iou_threshold, num_threads)
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.class_mask = class_mask_for(resolve_oid_classes(detect))
