@@ -21,7 +21,7 @@ from typing import Any
 
 from collector.errors import CollectorError
 from collector.plan import ListedObject
-from framecontract.clients import make_storage_client
+from framecontract.clients import NO_CREDENTIALS_HELP, NoCredentialsError, make_storage_client
 from framecontract.jobid import InvalidJobIdError, validate_job_id
 from framecontract.layout import JOBS_PREFIX, gs_uri, job_prefix, manifest_name, parse_gs_uri
 from framecontract.manifest import InvalidManifestError, Manifest
@@ -49,11 +49,8 @@ def _google_call_error(exc: Exception, what: str) -> CollectorError:
     """Turn a Google client exception into a one-line CollectorError."""
     from google.auth.exceptions import DefaultCredentialsError
 
-    if isinstance(exc, DefaultCredentialsError):
-        return CollectorError(
-            "no Google Cloud credentials found; run 'gcloud auth application-default login', "
-            "or set STORAGE_EMULATOR_HOST for the local stack"
-        )
+    if isinstance(exc, DefaultCredentialsError | NoCredentialsError):
+        return CollectorError(NO_CREDENTIALS_HELP)
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return CollectorError(f"{what}: {message}")
 

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from framecontract.clients import NoCredentialsError
 from framecontract.settings import SettingsError, load_settings
 from producer.errors import ProducerError, UsageError
 from producer.job import run_job
@@ -136,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"error: {exc}", exc.exit_code)
     except SettingsError as exc:
         return fail(f"error: {exc} — fix or delete the settings file, or set the environment variables", 2)
+    except NoCredentialsError as exc:
+        return fail(f"error: {exc}", 1)
     except KeyboardInterrupt as exc:
         return fail(f"error: interrupted{f' ({exc})' if str(exc) else ''} — run the job again with a new job id",
                     128 + signal.SIGINT)

@@ -16,11 +16,16 @@ The session never reads the user's settings file or stack: ``FRAME_FANOUT_SETTIN
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# No test may look for Google's metadata server (a link-local address, not this machine): google-auth
+# reads this once, at import, when it looks for default credentials.
+os.environ["NO_GCE_CHECK"] = "true"
 
 from deploy.emulators import EmulatorError, EmulatorNotInstalled, host_port, start_pubsub_emulator
 from deploy.storage_emulator import StorageEmulator, StorageEmulatorError
