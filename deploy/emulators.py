@@ -372,13 +372,8 @@ def start_pubsub_emulator(
     _check_port("pubsub emulator", host, port)
     log_path = log_path or _default_log("pubsub-emulator")
     url = f"http://{host}:{port}"
-    proc = spawn("pubsub-emulator", [str(launcher), f"--host={host}", f"--port={port}"], log_path, url=url)
-    try:
-        wait_http_ok(proc, url + "/", startup_timeout)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+    return _spawn_until_ready("pubsub-emulator", [str(launcher), f"--host={host}", f"--port={port}"], log_path,
+                              url, startup_timeout)
 
 
 def start_storage_emulator(
@@ -398,7 +393,13 @@ def start_storage_emulator(
         cmd += ["--default-bucket", default_bucket]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = spawn("storage-emulator", cmd, log_path, env=env, url=url)
+    return _spawn_until_ready("storage-emulator", cmd, log_path, url, startup_timeout, env=env)
+
+
+def _spawn_until_ready(name: str, cmd: list[str], log_path: Path, url: str, startup_timeout: float,
+                       env: dict[str, str] | None = None) -> ManagedProcess:
+    """Spawn ``cmd`` and wait until ``GET url/`` answers; stop it again if it never does."""
+    proc = spawn(name, cmd, log_path, env=env, url=url)
     try:
         wait_http_ok(proc, url + "/", startup_timeout)
     except BaseException:

@@ -9,19 +9,8 @@ import pytest
 
 from collector.cli import EXIT_DONE_WITH_ERRORS, EXIT_ERROR, EXIT_OK, EXIT_TIMED_OUT, main
 from collector.synthetic import seed_job
-from framecontract.clients import make_storage_client
 from framecontract.settings import Settings
 from tests.collector.helpers import decode_video
-
-
-@pytest.fixture
-def bucket(gcs_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201
-    """The test bucket, with the environment pointing the CLI at it (and at no settings file)."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_settings.storage_emulator_host or "")
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcs_settings.project)
-    monkeypatch.setenv("FRAMES_BUCKET", gcs_settings.bucket)
-    monkeypatch.setenv("FRAME_FANOUT_SETTINGS", str(tmp_path / "no-settings.json"))
-    return make_storage_client(gcs_settings).bucket(gcs_settings.bucket)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

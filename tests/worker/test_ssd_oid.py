@@ -240,42 +240,6 @@ def test_preprocess_is_rgb_in_minus_one_to_one() -> None:
 # ---------------------------------------------------------------- the PeekingDuck node and pipeline
 
 
-def test_node_output_feeds_peekingduck_draw_bbox(dog_image: np.ndarray) -> None:
-    from worker.pkd_compat import import_peekingduck
-
-    import_peekingduck()
-    from peekingduck.pipeline.nodes.draw.bbox import Node as DrawBbox
-
-    from worker.nodes.model.ssd_oid import NODES_DIR, Node
-
-    node = Node(config={"detect": ["dog", "bicycle"]}, node_path="model.ssd_oid", pkd_base_dir=NODES_DIR)
-    assert node.inputs == ["img"] and node.outputs == ["bboxes", "bbox_labels", "bbox_scores"]
-    image = dog_image.copy()
-    outputs = node.run({"img": image})
-    assert isinstance(outputs["bboxes"], np.ndarray) and outputs["bboxes"].shape == (2, 4)
-    assert isinstance(outputs["bbox_labels"], np.ndarray) and sorted(outputs["bbox_labels"]) == ["bicycle", "dog"]
-    assert isinstance(outputs["bbox_scores"], np.ndarray) and outputs["bbox_scores"].shape == (2,)
-
-    DrawBbox(show_labels=True).run({"img": image, **outputs})
-    changed = np.any(image != dog_image, axis=2)
-    assert changed.sum() > 1000
-    x1, y1, x2, y2 = (outputs["bboxes"][0] * ([image.shape[1], image.shape[0]] * 2)).astype(int)
-    assert changed[y1 - 2:y1 + 3, x1:x2].mean() > 0.5, "the top edge of the first box should be drawn"
-
-
-def test_node_config_errors_are_clear() -> None:
-    from worker.pkd_compat import import_peekingduck
-
-    import_peekingduck()
-    from worker.nodes.model.ssd_oid import Node
-
-    with pytest.raises(ValueError, match="unknown config key.*threshold; known:"):
-        Node(threshold=0.5)
-    with pytest.raises(TypeError, match="score_threshold"):
-        Node(score_threshold="high")
-    with pytest.raises(ValueError, match="truck"):
-        Node(detect=["truck"])
-
 
 def test_example_pipeline_yaml_runs(dog_image: np.ndarray) -> None:
     from worker.pipeline import Pipeline
