@@ -1,4 +1,4 @@
-"""The bucket side of the collector: manifests, listings, downloads (google-cloud-storage).
+"""The bucket side of the collector: manifests and listings (google-cloud-storage), downloads (:mod:`collector.media`).
 
 Usage::
 
@@ -8,8 +8,8 @@ Usage::
     data = store.download("jobs/demo/frames/3/....jpg")
     store.upload_file(Path("demo.mp4"), "gs://results/demo.mp4", "video/mp4")
 
-Under the emulator (``STORAGE_EMULATOR_HOST``) no credentials are needed; in production the
-client uses Application Default Credentials.
+Under the emulator (``STORAGE_EMULATOR_HOST``) no credentials are needed; in production both
+clients use Application Default Credentials.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
+from collector.media import MediaDownloader
 from collector.plan import ListedObject
 from framecontract.clients import NO_CREDENTIALS_HELP, NoCredentialsError, make_storage_client
 from framecontract.jobid import InvalidJobIdError, validate_job_id
@@ -62,6 +63,8 @@ class JobStore:
     client: Any
     """A ``google.cloud.storage.Client``."""
     bucket_name: str
+    media: MediaDownloader
+    """Downloads frames and records (the hot path of reassembly)."""
     emulator: bool = False
     """True when talking to the storage emulator (changes the default download parallelism)."""
 
@@ -76,9 +79,11 @@ class JobStore:
         settings.apply_emulator_env()
         try:
             client = make_storage_client(settings)
-        except Exception as exc:  # credentials are looked up when the client is built
+            emulator = bool(settings.storage_emulator_host)
+            media = MediaDownloader.from_settings(settings)
+        except Exception as exc:  # credentials are looked up when the clients are built
             raise _google_call_error(exc, "cannot create a storage client") from None
-        store = cls(client, settings.bucket, emulator=bool(settings.storage_emulator_host))
+        store = cls(client, settings.bucket, media, emulator=emulator)
         if check_bucket:
             store.check_bucket()
         return store
@@ -155,8 +160,8 @@ class JobStore:
         return dict(grouped)
 
     def download(self, name: str) -> bytes:
-        """One object's bytes (the client retries transient failures itself)."""
-        return self.bucket.blob(name).download_as_bytes()
+        """One object's bytes, CRC32C-checked, retried (else :class:`~collector.media.MediaDownloadError`)."""
+        return self.media.download(self.bucket_name, name)
 
     def upload_file(self, path: Path, uri: str, content_type: str) -> None:
         """Upload a local file to ``gs://bucket/name``, replacing any object there; CollectorError on failure."""
