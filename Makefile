@@ -42,10 +42,10 @@ test: setup
 
 # Benchmarks, each against a baseline measured in the same run (ratios; see README "Benchmarks").
 bench: setup
-	$(PY) -m producer.benchmark $$($(PY) -m deploy.assets path vtest) --local --repeat 3
+	$(PY) -m producer.benchmark $$($(PY) -m deploy.assets path vtest) --local --repeat 5
 	$(PY) -m worker.benchmark --frames 150 --repeat 3
 	$(PY) -m worker.detectors.benchmark
-	$(PY) -m collector.bench --frames 300
+	$(PY) -m collector.bench
 
 # A short version of the study's main experiment against the local stack (traffic to 127.0.0.1 only;
 # stops itself): 200 users for 60 s against POST /predict, then the report in runs/.
