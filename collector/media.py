@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,24 +85,14 @@ def crc32c_b64(data: bytes) -> str:
     return base64.b64encode(google_crc32c.Checksum(data).digest()).decode("ascii")
 
 
-def proxy_for(endpoint: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy URL the environment sets for ``endpoint`` (``HTTPS_PROXY``/``HTTP_PROXY``, minus ``NO_PROXY``)."""
-    env = os.environ if environ is None else environ
+def proxy_for(endpoint: str) -> str | None:
+    """The proxy the environment sets for ``endpoint`` (``HTTPS_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names
+    its host), read the way requests reads it — once, not on every request."""
+    proxies = urllib.request.getproxies_environment()
     parts = urlsplit(endpoint)
-    proxies = {}
-    for key, value in env.items():
-        lowered = key.lower()
-        if value and lowered.endswith("_proxy") and lowered != "no_proxy":
-            proxies[lowered[: -len("_proxy")]] = value
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy:
+    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
         return None
-    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
-    host = parts.hostname or ""
-    for entry in (e.strip().lstrip(".") for e in no_proxy.split(",")):
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return None
-    return proxy
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def ca_bundle(environ: Mapping[str, str] | None = None) -> str:

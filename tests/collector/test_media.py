@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,8 +70,15 @@ def test_crc32c_b64_matches_cloud_storage() -> None:
         ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "example.com,apis.com"}, "http://proxy:3128"),
     ],
 )
-def test_proxy_for_follows_the_environment(environ: dict[str, str], expected: str | None) -> None:
-    assert proxy_for("https://storage.googleapis.com", environ) == expected
+def test_proxy_for_follows_the_environment(
+    environ: dict[str, str], expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.lower().endswith("_proxy"):
+            monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    assert proxy_for("https://storage.googleapis.com") == expected
 
 
 def test_ca_bundle_prefers_the_requests_variables() -> None:
