@@ -120,6 +120,7 @@ class MediaDownloader:
     """First wait between attempts; it doubles each time, up to 32 s."""
     _pool: urllib3.PoolManager = field(init=False, repr=False)
     _auth_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _auth_request: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         retry = urllib3.Retry(
@@ -139,6 +140,10 @@ class MediaDownloader:
             options["ca_certs"] = ca_bundle()
         proxy = proxy_for(self.endpoint)
         self._pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        if self.credentials is not None:
+            from google.auth.transport.requests import Request
+
+            self._auth_request = Request()  # used only to refresh the token
 
     @classmethod
     def from_settings(cls, settings: Settings, connections: int = 128) -> MediaDownloader:
@@ -156,10 +161,8 @@ class MediaDownloader:
     def _headers(self, url: str) -> dict[str, str]:
         headers: dict[str, str] = {}
         if self.credentials is not None:
-            from google.auth.transport.requests import Request
-
             with self._auth_lock:  # one token refresh at a time; adds 'authorization'
-                self.credentials.before_request(Request(), "GET", url, headers)
+                self.credentials.before_request(self._auth_request, "GET", url, headers)
         return headers
 
     def download(self, bucket: str, name: str) -> bytes:
