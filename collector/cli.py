@@ -16,14 +16,14 @@ the local stack's settings file. Errors are one line, ``error: <what>``, and exi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from collector.errors import CollectorError
-from collector.outputs import check_destinations, is_gs_uri, prepare_outputs, upload_outputs
+from collector.outputs import UploadFailedError, check_destinations, is_gs_uri, prepare_outputs, upload_outputs
 from collector.plan import JobStatus, format_ranges, format_status
 from collector.reassemble import MISSING_POLICIES, ReassembleOptions, reassemble, summary_paragraph
 from collector.status import job_status, list_jobs, wait_for_job
@@ -92,9 +92,10 @@ def _cmd_reassemble(args: argparse.Namespace) -> int:
         args.parser.error(problem)
     video = args.output or f"{job_id}.mp4"
     remote = any(is_gs_uri(x) for x in (video, args.detections) if x is not None)
-    scratch_dir = tempfile.TemporaryDirectory(prefix="collector-") if remote else contextlib.nullcontext()
-    with scratch_dir as scratch:
-        outputs = prepare_outputs(video, args.detections, Path(scratch) if scratch else None)
+    scratch = Path(tempfile.mkdtemp(prefix="collector-")) if remote else None
+    keep_scratch = False
+    try:
+        outputs = prepare_outputs(video, args.detections, scratch)
         store = _store(args)
         check_destinations(store, outputs)
         options = ReassembleOptions(
@@ -110,6 +111,12 @@ def _cmd_reassemble(args: argparse.Namespace) -> int:
         )
         report = reassemble(store, options, outputs)
         upload_outputs(store, outputs)
+    except UploadFailedError:
+        keep_scratch = True  # the reassembled files are the only copy
+        raise
+    finally:
+        if scratch is not None and not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(summary_paragraph(report), file=sys.stderr)
     print(report.video)
     return EXIT_OK

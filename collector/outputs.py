@@ -142,8 +142,22 @@ def check_destinations(store: JobStore, outputs: OutputPaths) -> None:
             checked.add(bucket)
 
 
+class UploadFailedError(CollectorError):
+    """An upload failed after reassembly; the local files must be kept (the message says where)."""
+
+
 def upload_outputs(store: JobStore, outputs: OutputPaths) -> None:
-    """Upload the ``gs://`` outputs (overwriting), the video last so that its companions exist first."""
+    """Upload the ``gs://`` outputs (overwriting), the video last so that its companions exist first.
+
+    When one fails, :class:`UploadFailedError` says what was uploaded and, for each file that was not,
+    where it is and the command that uploads it; the caller keeps those files.
+    """
     ordered = sorted(outputs.uploads, key=lambda u: u.path == outputs.video)
-    for upload in ordered:
-        store.upload_file(upload.path, upload.uri, upload.content_type)
+    for done, upload in enumerate(ordered):
+        try:
+            store.upload_file(upload.path, upload.uri, upload.content_type)
+        except CollectorError as exc:
+            uploaded = f"uploaded {', '.join(u.uri for u in ordered[:done])}; " if done else ""
+            commands = "; ".join(f"gcloud storage cp {u.path} {u.uri}" for u in ordered[done:])
+            raise UploadFailedError(f"{exc}. Nothing is lost: {uploaded}the rest is kept here, "
+                                    f"upload it with: {commands}") from None

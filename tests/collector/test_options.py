@@ -192,6 +192,28 @@ def test_output_to_the_bucket_errors(bucket, capsys, gcs_settings: Settings) -> 
     )
 
 
+def test_failed_upload_keeps_the_files(bucket, capsys, tmp_path: Path, gcs_settings: Settings, monkeypatch) -> None:
+    seed_job(bucket, "up", range(4))
+    client = make_storage_client(gcs_settings)
+    results = client.create_bucket(f"{gcs_settings.bucket}-kept")
+    gone = f"{gcs_settings.bucket}-gone"  # a video bucket that disappears between the check and the upload:
+    monkeypatch.setattr("collector.cli.check_destinations", lambda store, outputs: None)  # skip the up-front check
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    uri = f"gs://{gone}/up.mp4"
+    code, out, err = run(capsys, "reassemble", "--job", "up", "-o", uri, "--detections", f"gs://{results.name}/up.csv")
+    scratch = next(tmp_path.glob("collector-*"))
+    assert (code, out) == (EXIT_ERROR, "")
+    assert err.startswith(f"error: cannot upload gs://{gone}/up.report.json: 404 ")  # the report goes beside the video
+    assert err.endswith(
+        f". Nothing is lost: uploaded gs://{results.name}/up.csv; the rest is kept here, upload it with: "
+        f"gcloud storage cp {scratch / 'report.json'} gs://{gone}/up.report.json; "
+        f"gcloud storage cp {scratch / 'video.mp4'} {uri}\n"
+    )
+    assert decode_video(scratch / "video.mp4").counters == list(range(4))
+    assert json.loads((scratch / "report.json").read_text())["video"] == uri
+    assert [b.name for b in client.list_blobs(results.name)] == ["up.csv"]
+
+
 # --- --missing mark ---------------------------------------------------------------------------------------
 
 
