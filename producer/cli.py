@@ -5,6 +5,7 @@ Usage::
     python -m producer ~/.cache/frame-fanout/media/vtest.avi --fps 5 --max-frames 100
     python -m producer frames/ --image-fps 10                 # a folder of images, sorted by name
     python -m producer 'rtsp://user:pass@cam/stream1' --duration 600 --fps 2 --max-side 960
+    CAM_PASSWORD=... python -m producer 'rtsp://user:{CAM_PASSWORD}@cam/stream1'   # not visible in ps
     python -m producer http://cam/video.mjpg --latest-frame   # MJPEG over HTTP; 0 = webcam 0
     JOB=$(python -m producer video.mp4 | tail -n 1)      # the last stdout line is the job id
 
@@ -13,7 +14,8 @@ line ``error: <what is wrong> — <what to do>``. Exit status: 0 complete; 2 bad
 1 run-time failure (topic/bucket missing, Pub/Sub, storage or the stream unreachable, publishes failed);
 130 / 143 stopped by SIGINT / SIGTERM (the job id is still printed: its frames are published and
 its manifest says ``stopped``). Credentials in a stream URL are replaced by ``***`` in every line
-the producer writes (errors, warnings, logs) and in the manifest.
+the producer writes (errors, warnings, logs) and in the manifest; ``{NAME}`` in a URL is replaced
+by the environment variable NAME (percent-encoded), so a password need not be on the command line.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from framecontract.settings import SettingsError, load_settings
 from producer.errors import ProducerError, UsageError
 from producer.job import run_job
 from producer.options import DEFAULT_IMAGE_FPS, DEFAULT_JPEG_QUALITY, DEFAULT_RECONNECT_TIMEOUT_S, ProducerOptions
-from producer.redact import scrub, url_secrets
+from producer.redact import MissingVariableError, expand_env_placeholders, scrub, url_secrets
 from producer.sources import quiet_decoder_logs
 
 USAGE_HINT = "run 'python -m producer --help' for usage"
@@ -54,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("source", metavar="SOURCE",
                         help="a video file (any container/codec OpenCV's FFmpeg reads), a folder of images, an "
-                             "rtsp:// or http(s):// URL (MJPEG or anything FFmpeg reads), or a webcam index (0)")
+                             "rtsp:// or http(s):// URL (MJPEG or anything FFmpeg reads), or a webcam index (0); "
+                             "{NAME} in a URL is replaced by the environment variable NAME, e.g. "
+                             "'rtsp://admin:{CAM_PASSWORD}@cam/stream1', so that no password shows in ps")
     parser.add_argument("--job-id", help="job id, [a-z0-9][a-z0-9-]{0,62}; default: <source name>-<UTC time>-<random>")
     parser.add_argument("--fps", type=float, help="publish at most this many frames per second of video, "
                         "chosen evenly by timestamp (default: every frame)")
@@ -112,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
     url = _source_argument(argv)
-    secrets = url_secrets(url) if url else ()
+    try:
+        expanded = expand_env_placeholders(url) if url else None
+    except MissingVariableError as exc:
+        print(f"error: {exc} — export it, or write the value into the URL", file=sys.stderr)
+        return UsageError.exit_code
+    secrets = url_secrets(expanded) if expanded else ()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
@@ -132,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   reconnect_timeout=args.reconnect_timeout).validated()
         settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
         settings.apply_emulator_env()
-        report = run_job(args.source, options, settings, handle_signals=True, show_progress=not args.no_progress)
+        source = expanded if expanded is not None and args.source == url else args.source
+        report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress)
     except ProducerError as exc:
         return fail(f"error: {exc}", exc.exit_code)
     except SettingsError as exc:

@@ -5,6 +5,7 @@ Usage::
     redact_url("rtsp://admin:hunter2@10.0.0.5:554/stream1")   # 'rtsp://***@10.0.0.5:554/stream1'
     redact_url("http://cam/video.cgi?user=admin&pwd=hunter2")  # 'http://cam/video.cgi?user=***&pwd=***'
     scrub("connect to rtsp://admin:hunter2@cam failed", url_secrets(url))   # secrets → '***'
+    expand_env_placeholders("rtsp://admin:{CAM_PASSWORD}@cam/stream1")    # the password from the environment
 
 Cameras put credentials in the user-info part (``user:password@host``) and, just as often, in the
 query (``?user=admin&pwd=...``, ``?token=...``). Both are replaced by ``***``: the user name is hidden
@@ -15,8 +16,10 @@ URL's secrets before a person or a log sees it.
 
 from __future__ import annotations
 
+import os
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from collections.abc import Mapping
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -31,6 +34,11 @@ SECRET_QUERY_KEYS = frozenset({
 """Query parameters whose values are treated as secrets (compared case-insensitively)."""
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class MissingVariableError(ValueError):
+    """A ``{NAME}`` placeholder in a URL names an environment variable that is not set."""
 
 
 def is_url(source: str) -> bool:
@@ -104,3 +112,27 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str]) -> str:
         if secret:
             text = text.replace(secret, MASK + "@" if secret.endswith("@") else MASK)
     return text
+
+
+def expand_env_placeholders(url: str, environ: Mapping[str, str] | None = None) -> str:
+    """``url`` with each ``{NAME}`` replaced by the environment variable ``NAME``, percent-encoded.
+
+    A password on the command line is visible to every local user in ``ps``; written as a
+    placeholder, only the variable's name is. The value is percent-encoded (it is a secret, not
+    URL syntax), so ``@``, ``:`` or ``/`` in a password are safe. Non-URLs are returned unchanged.
+    Raises :class:`MissingVariableError` for a variable that is not set.
+
+    >>> expand_env_placeholders("rtsp://admin:{CAM_PASSWORD}@cam/live", {"CAM_PASSWORD": "p@ss:1"})
+    'rtsp://admin:p%40ss%3A1@cam/live'
+    """
+    if not is_url(url):
+        return url
+    env = os.environ if environ is None else environ
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise MissingVariableError(f"environment variable {name} is not set (the source URL uses {{{name}}})")
+        return quote(env[name], safe="")
+
+    return _PLACEHOLDER.sub(value, url)

@@ -13,7 +13,7 @@ import pytest
 from framecontract.settings import Settings
 from producer.cli import main
 from tests.producer.helpers import pull_all, read_manifest
-from tests.producer.mjpeg_server import MjpegServer
+from tests.producer.mjpeg_server import MjpegServer, vtest_jpegs
 from tests.producer.test_cli import REPO, producer_env
 
 PASSWORD = "pa55-w0rd"
@@ -107,6 +107,32 @@ def test_wrong_camera_password_and_wrong_path(capsys: pytest.CaptureFixture[str]
         assert line == (f"error: cannot read the stream http://127.0.0.1:{camera.port}/nope?token=***: the server "
                         "answered HTTP 404 no such stream — check the URL, that the camera is on and reachable from "
                         "here, and its user name and password")
+
+
+def test_a_placeholder_for_an_unset_variable(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.delenv("CAM_PASSWORD", raising=False)
+    line = one_error_line(["rtsp://admin:{CAM_PASSWORD}@127.0.0.1/live"], capsys)
+    assert line == ("error: environment variable CAM_PASSWORD is not set (the source URL uses {CAM_PASSWORD}) "
+                    "— export it, or write the value into the URL")
+
+
+def test_the_camera_password_can_come_from_the_environment(
+    pubsub_settings: Settings, vtest_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    password = "p@ss:" + PASSWORD  # characters that must be percent-encoded in a URL
+    for key, value in producer_env(pubsub_settings).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CAM_PASSWORD", password)
+    with MjpegServer(vtest_jpegs(str(vtest_path), 5), fps=25, credentials=("viewer", password)) as camera:
+        url = f"http://viewer:{{CAM_PASSWORD}}@127.0.0.1:{camera.port}/stream"
+        assert main([url, "--job-id", "cam-env-password", "--max-frames", "3", "--no-progress", "-v"]) == 0
+        assert camera.unauthorized == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == "cam-env-password"
+    assert password not in captured.err and "p%40ss" not in captured.err
+    manifest = read_manifest(pubsub_settings, "cam-env-password")
+    assert (manifest.state, manifest.frames_published) == ("complete", 3)
+    assert manifest.source == f"http://***@127.0.0.1:{camera.port}/stream"
 
 
 def test_a_tcp_stream_served_by_ffmpeg_reconnects(pubsub_settings: Settings) -> None:

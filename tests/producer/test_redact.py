@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producer.redact import redact_url, scrub, url_secrets
+from producer.redact import MissingVariableError, expand_env_placeholders, redact_url, scrub, url_secrets
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,35 @@ def test_a_short_user_name_is_not_scrubbed_from_every_word() -> None:
 def test_nothing_to_scrub_without_credentials() -> None:
     assert url_secrets("rtsp://cam/stream?channel=2") == ()
     assert scrub("unchanged", ()) == "unchanged"
+
+
+# ---- {NAME} placeholders: the password comes from the environment, not the command line ------------------
+
+
+def test_placeholders_take_the_value_from_the_environment_percent_encoded() -> None:
+    env = {"CAM_USER": "admin", "CAM_PASSWORD": "p@ss:w/rd %1"}
+    assert expand_env_placeholders("rtsp://{CAM_USER}:{CAM_PASSWORD}@cam:554/live?ch=1", env) == (
+        "rtsp://admin:p%40ss%3Aw%2Frd%20%251@cam:554/live?ch=1"
+    )
+    assert expand_env_placeholders("http://cam/video.cgi?pwd={CAM_PASSWORD}", env) == (
+        "http://cam/video.cgi?pwd=p%40ss%3Aw%2Frd%20%251"
+    )
+
+
+def test_the_expanded_password_is_redacted_in_both_forms() -> None:
+    url = expand_env_placeholders("rtsp://admin:{PW}@cam/live", {"PW": "p@ss:word"})
+    assert redact_url(url) == "rtsp://***@cam/live"
+    assert scrub("failed: p@ss:word / p%40ss%3Aword", url_secrets(url)) == "failed: *** / ***"
+
+
+def test_only_url_placeholders_are_expanded() -> None:
+    env = {"X": "value"}
+    assert expand_env_placeholders("videos/{X}.mp4", env) == "videos/{X}.mp4", "a file name is left alone"
+    assert expand_env_placeholders("http://cam/{1}/{a-b}/{}", env) == "http://cam/{1}/{a-b}/{}"
+    assert expand_env_placeholders("http://cam/live", env) == "http://cam/live"
+
+
+def test_a_placeholder_without_a_variable_is_an_error() -> None:
+    with pytest.raises(MissingVariableError) as raised:
+        expand_env_placeholders("rtsp://admin:{CAM_PASSWORD}@cam/live", {})
+    assert str(raised.value) == "environment variable CAM_PASSWORD is not set (the source URL uses {CAM_PASSWORD})"
