@@ -355,11 +355,12 @@ def http_get(url: str, connect_timeout: float, read_timeout: float) -> requests.
     bare = urldefragauth(url) if (user or password) else url
     auth: Any = (user, password) if (user or password) else None
     timeout = (connect_timeout, read_timeout)
-    response = requests.get(bare, stream=True, timeout=timeout, auth=auth,
-                            headers={"Accept": "multipart/x-mixed-replace, */*"})
+    headers = {"Accept": "multipart/x-mixed-replace, */*"}
+    response = requests.get(bare, stream=True, timeout=timeout, auth=auth, headers=headers)
     if response.status_code == 401 and auth and "digest" in response.headers.get("WWW-Authenticate", "").lower():
         response.close()
-        response = requests.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password))
+        response = requests.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password),
+                                headers=headers)
     return response
 
 

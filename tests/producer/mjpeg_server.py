@@ -10,15 +10,19 @@ Usage::
 Each connection streams ``jpegs`` from the start, in a loop, at ``fps``. With ``drop_first_after=N``
 the *first* connection sends N whole frames and half of the next, then the server closes the socket
 (a camera rebooting, a Wi-Fi drop): the client must reconnect. With ``credentials`` every request
-needs HTTP Basic auth (401 otherwise). After ``max_connections`` connections every request gets
+needs HTTP auth (401 otherwise): Basic, or with ``auth="digest"`` Digest (RFC 7616, MD5, qop=auth)
+as many IP cameras demand. After ``max_connections`` connections every request gets
 503 (a camera that never comes back).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import secrets
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -56,8 +60,10 @@ class MjpegServer:
 
     def __init__(self, jpegs: list[bytes], fps: float = 25.0, drop_first_after: int | None = None,
                  credentials: tuple[str, str] | None = None, content_length: bool = True,
-                 max_connections: int | None = None) -> None:
+                 max_connections: int | None = None, auth: str = "basic") -> None:
         self.jpegs, self.fps, self.drop_first_after = jpegs, fps, drop_first_after
+        self.auth = auth
+        self.nonce = secrets.token_hex(16)
         self.max_connections = max_connections
         self.refused = 0
         self.credentials, self.content_length = credentials, content_length
@@ -78,15 +84,17 @@ class MjpegServer:
                 if self.path != "/stream":
                     self.send_error(404, "no such stream")
                     return
-                if server.credentials is not None:
-                    token = base64.b64encode(":".join(server.credentials).encode()).decode()
-                    if self.headers.get("Authorization") != f"Basic {token}":
-                        with server._lock:
-                            server.unauthorized += 1
-                        self.send_response(401)
+                if server.credentials is not None and not server._authorized(self.headers.get("Authorization", "")):
+                    with server._lock:
+                        server.unauthorized += 1
+                    self.send_response(401)
+                    if server.auth == "digest":
+                        self.send_header("WWW-Authenticate", f'Digest realm="camera", qop="auth", '
+                                                             f'nonce="{server.nonce}", algorithm=MD5')
+                    else:
                         self.send_header("WWW-Authenticate", 'Basic realm="camera"')
-                        self.end_headers()
-                        return
+                    self.end_headers()
+                    return
                 with server._lock:
                     if server.max_connections is not None and server.connections >= server.max_connections:
                         server.refused += 1
@@ -104,6 +112,27 @@ class MjpegServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
+
+    def _authorized(self, header: str) -> bool:
+        """Does the ``Authorization`` header carry the credentials, in the scheme this camera wants?"""
+        assert self.credentials is not None
+        user, password = self.credentials
+        if self.auth == "basic":
+            return header == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if not header.startswith("Digest "):
+            return False
+        fields = urllib.request.parse_keqv_list(urllib.request.parse_http_list(header[len("Digest "):]))
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - what Digest auth specifies
+
+        try:
+            ha1 = md5(f"{user}:camera:{password}")
+            ha2 = md5(f"GET:{fields['uri']}")
+            expected = md5(f"{ha1}:{self.nonce}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
+        except KeyError:
+            return False
+        return (fields.get("username"), fields.get("nonce"), fields.get("response")) == (user, self.nonce, expected)
 
     def _stream(self, handler: BaseHTTPRequestHandler, connection: int) -> None:
         sent = 0

@@ -12,6 +12,8 @@ import pytest
 
 from framecontract.settings import Settings
 from producer.cli import main
+from producer.job import run_job
+from producer.options import ProducerOptions
 from tests.producer.helpers import pull_all, read_manifest
 from tests.producer.mjpeg_server import MjpegServer, vtest_jpegs
 from tests.producer.test_cli import REPO, producer_env
@@ -133,6 +135,20 @@ def test_the_camera_password_can_come_from_the_environment(
     manifest = read_manifest(pubsub_settings, "cam-env-password")
     assert (manifest.state, manifest.frames_published) == ("complete", 3)
     assert manifest.source == f"http://***@127.0.0.1:{camera.port}/stream"
+
+
+def test_a_camera_that_wants_digest_auth(
+    pubsub_settings: Settings, vtest_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MjpegServer(vtest_jpegs(str(vtest_path), 5), credentials=("viewer", PASSWORD), auth="digest") as camera:
+        report = run_job(camera.url("viewer", PASSWORD), ProducerOptions(job_id="cam-digest", max_frames=4),
+                         pubsub_settings)
+        assert (report.state, report.frames_published) == ("complete", 4)
+        assert camera.unauthorized == 2, "the Basic attempt and requests' HTTPDigestAuth probe get the challenge"
+        line = one_error_line([camera.url("viewer", "wrong-" + PASSWORD)], capsys, status=1)
+        assert line == (f"error: cannot read the stream http://***@127.0.0.1:{camera.port}/stream: the server "
+                        "refused the credentials (HTTP 401) — check the URL, that the camera is on and reachable "
+                        "from here, and its user name and password")
 
 
 def test_a_tcp_stream_served_by_ffmpeg_reconnects(pubsub_settings: Settings) -> None:
