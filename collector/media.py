@@ -24,6 +24,7 @@ Errors name the object and the status: :class:`ObjectNotFoundError` (404), :clas
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import urllib.request
@@ -198,8 +199,6 @@ def _reason(exc: BaseException) -> str:
 
 def _error_message(body: bytes) -> str:
     """The ``error.message`` of a JSON API error body, or its first line (both cut to 200 characters)."""
-    import json
-
     try:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
