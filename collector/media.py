@@ -40,6 +40,8 @@ from framecontract.layout import gs_uri
 from framecontract.settings import Settings
 
 GCS_ENDPOINT = "https://storage.googleapis.com"
+ENDPOINT_OVERRIDE_VARIABLE = "API_ENDPOINT_OVERRIDE"
+"""Another Cloud Storage endpoint (with scheme), read as google-cloud-storage reads it."""
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_RETRIES = 6
@@ -148,7 +150,8 @@ class MediaDownloader:
 
     @classmethod
     def from_settings(cls, settings: Settings, connections: int = 128) -> MediaDownloader:
-        """The storage emulator when ``settings`` name one, else Cloud Storage with Application Default Credentials.
+        """The storage emulator when ``settings`` name one, else Cloud Storage (``API_ENDPOINT_OVERRIDE`` if set)
+        with Application Default Credentials.
 
         Raises ``google.auth.exceptions.DefaultCredentialsError`` when there are no credentials.
         """
@@ -157,7 +160,7 @@ class MediaDownloader:
         import google.auth
 
         credentials, _ = google.auth.default(scopes=[READ_ONLY_SCOPE])
-        return cls(GCS_ENDPOINT, credentials, connections)
+        return cls(os.environ.get(ENDPOINT_OVERRIDE_VARIABLE) or GCS_ENDPOINT, credentials, connections)
 
     def _headers(self, url: str) -> dict[str, str]:
         headers: dict[str, str] = {}

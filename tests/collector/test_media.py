@@ -3,10 +3,12 @@ for what the emulator cannot be made to do (fail, lie about the checksum, demand
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -123,9 +125,20 @@ def server() -> Iterator[tuple[str, Script]]:
     script = Script([(200, {}, b"")])
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - an OAuth token endpoint
+            form = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            script.seen.append({"path": self.path, "form": form})
+            body = json.dumps({"access_token": "fresh-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             script.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-            status, headers, body = script.replies[min(len(script.seen), len(script.replies)) - 1]
+            gets = sum(1 for seen in script.seen if "form" not in seen)
+            status, headers, body = script.replies[min(gets, len(script.replies)) - 1]
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -215,3 +228,38 @@ def test_unreachable_endpoint_is_named() -> None:
         fast(f"http://127.0.0.1:{port}", retries=1).download("b", "o")
     assert str(raised.value).startswith("cannot download gs://b/o: NewConnectionError: ")
     assert "Connection refused" in str(raised.value)
+
+
+def test_application_default_credentials_against_another_endpoint(
+    server: tuple[str, Script], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production path, offline: ADC from a service-account key whose token endpoint is the loopback server,
+    and ``API_ENDPOINT_OVERRIDE`` (as google-cloud-storage reads it) sending the downloads there too."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    endpoint, script = server
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps({
+        "type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": key.decode(),
+        "client_email": "collector@p.iam.gserviceaccount.com", "client_id": "1", "token_uri": f"{endpoint}/token",
+    }))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    monkeypatch.setenv("API_ENDPOINT_OVERRIDE", endpoint)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    script.replies = [(200, {"x-goog-hash": f"crc32c={crc32c_b64(b'frame')}"}, b"frame")]
+
+    media = MediaDownloader.from_settings(Settings(project="p", bucket="b"))
+    assert media.endpoint == endpoint
+    assert media.download("b", "o") == b"frame"
+    assert media.download("b", "o") == b"frame"
+    token_requests = [seen for seen in script.seen if "form" in seen]
+    assert len(token_requests) == 1, "one refresh, then the token is reused"
+    form = urllib.parse.parse_qs(token_requests[0]["form"])
+    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    claims = json.loads(base64.urlsafe_b64decode(form["assertion"][0].split(".")[1] + "=="))
+    assert claims["scope"] == "https://www.googleapis.com/auth/devstorage.read_only"
+    assert [seen["authorization"] for seen in script.seen if "form" not in seen] == ["Bearer fresh-token"] * 2
