@@ -26,7 +26,8 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
     other preconditions (``ifGenerationNotMatch``, ``ifMetageneration*``).
 (d) Object listings ignore ``maxResults``/``pageToken`` and return everything in one page; GCS
     pages at most 1,000 objects. ``handlers.objects.ls`` is wrapped to page the same way (items in
-    name order, ``nextPageToken``), so clients see production's paging and memory behaviour.
+    name order, ``nextPageToken``), so clients see production's paging and memory behaviour. It
+    also ignores ``startOffset``/``endOffset`` (list a range of names); the wrapper applies them.
 (c) The HTTP server keeps ``http.server``'s listen backlog of 5: with more concurrent clients
     (several download threads, several workers) connections overflow it and wait for TCP
     retransmits (seconds). ``APIThread.run`` is replaced to use a server with a backlog of 128.
@@ -243,7 +244,8 @@ MAX_PAGE = 1000
 
 
 def _paged_ls(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``objects.ls`` so listings page like GCS: ``maxResults`` (≤ 1000) and ``pageToken`` (patch (d))."""
+    """Wrap ``objects.ls`` so listings page like GCS: ``maxResults`` (≤ 1000) and ``pageToken``, and honour
+    ``startOffset``/``endOffset`` (names ``>= startOffset`` and ``< endOffset``) as GCS does (patch (d))."""
 
     def ls(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(request, response, storage, *args, **kwargs)
@@ -260,6 +262,9 @@ def _paged_ls(original: Callable[..., Any]) -> Callable[..., Any]:
         size = max(size, 1)
         token = request.query.get("pageToken", [None])[0]
         items = sorted(body["items"] or [], key=lambda item: item["name"])
+        start, end = request.query.get("startOffset", [None])[0], request.query.get("endOffset", [None])[0]
+        if start or end:
+            items = [item for item in items if (not start or item["name"] >= start) and (not end or item["name"] < end)]
         if token:
             after = base64.urlsafe_b64decode(token.encode()).decode()
             items = [item for item in items if item["name"] > after]

@@ -164,3 +164,6 @@ def test_listings_page_like_gcs(gcs_settings: Settings) -> None:
     assert len(body["items"]) == 26 and "nextPageToken" not in body
     listing = client.list_blobs(bucket.name, delimiter="/")
     assert list(listing) == [] and set(listing.prefixes) == {"p/", "q/"}
+    ranged = client.list_blobs(bucket.name, prefix="p/", start_offset="p/0007", end_offset="p/0019", page_size=5)
+    assert [b.name for b in ranged] == names[7:19]
+    assert [b.name for b in client.list_blobs(bucket.name, start_offset="p/0023")] == [*names[23:], "q/other"]
