@@ -215,11 +215,12 @@ class Timeline:
         return sum(1 for s in self.slots if s.kind == "frame")
 
 
-def plan_timeline(listing: JobListing, expected: int | None) -> Timeline:
+def plan_timeline(listing: JobListing, expected: int | None, holes_in: range | None = None) -> Timeline:
     """Order a job's frames for output: by (timestamp, index), holes placed by index.
 
     ``expected`` is the number of published frames (``None`` while unknown: then the holes are the
-    indices below the highest one seen). A processed frame becomes a ``frame`` slot, a failed one an
+    indices below the highest one seen). ``holes_in`` narrows where holes are looked for (a listing of
+    part of the job: only between the indices it covers). A processed frame becomes a ``frame`` slot, a failed one an
     ``error`` slot, anything else with an index below ``expected`` a ``missing`` slot. A missing index
     sorts right after the nearest known index below it (its timestamp is unknown), so holes at the
     start, middle and end land where they belong.
@@ -235,7 +236,8 @@ def plan_timeline(listing: JobListing, expected: int | None) -> Timeline:
             images_missing.append(index)
     highest = listing.highest_index
     upper = expected if expected is not None else (highest + 1 if highest is not None else 0)
-    missing = [i for i in range(upper) if i not in known]
+    candidates = range(upper) if holes_in is None else range(max(holes_in.start, 0), min(holes_in.stop, upper))
+    missing = [i for i in candidates if i not in known]
     unexpected = sorted(i for i in listing.frames if expected is not None and i >= expected)
 
     keyed = [((s.timestamp_us, s.frame_index, 0), s) for s in known.values()]

@@ -37,10 +37,28 @@ from tqdm import tqdm
 
 from collector.errors import CollectorError
 from collector.outputs import OutputPaths, prepare_outputs
-from collector.plan import Slot, Timeline, format_ranges, output_fps, parse_listing, plan_timeline, plural
+from collector.plan import (
+    JobListing,
+    Slot,
+    Timeline,
+    format_ranges,
+    output_fps,
+    parse_listing,
+    plan_timeline,
+    plural,
+)
 from collector.store import JobStore, checked_job_id
-from collector.timerange import TimePoint, TimeRange, estimate_timestamps, format_offset, resolve_range, select_slots
+from collector.timerange import (
+    TimePoint,
+    TimeRange,
+    estimate_timestamps,
+    format_offset,
+    listing_window,
+    resolve_range,
+    select_slots,
+)
 from collector.video import DEFAULT_PRESET, VideoEncoder, draw_missing_marker, from_i420, to_i420
+from framecontract.manifest import Manifest
 
 __all__ = ["OutputPaths", "ReassembleOptions", "prepare_outputs", "reassemble", "summary_paragraph"]
 
@@ -189,6 +207,9 @@ class ReassemblyReport:
     height: int = 0
     time_range: dict[str, Any] | None = None
     """``None`` for the whole job, else the selected half-open range (``--from``/``--to``)."""
+    listed_range_us: list[int | None] | None = None
+    """``[start_us, end_us)`` when only that part of the job was listed (a short range of a long job);
+    ``None`` when the whole job was (then duplicates and unrecognised objects cover the whole job)."""
     frames_expected: int | None = None
     """Published frames of the whole job (``None`` while the producer runs)."""
     frames_selected: int = 0
@@ -342,6 +363,42 @@ def select_range(timeline: Timeline, window: TimeRange | None, fps: float, job_i
     return selected
 
 
+def _plan(
+    store: JobStore, job_id: str, manifest: Manifest, expected: int | None, options: ReassembleOptions
+) -> tuple[JobListing, Timeline, TimeRange | None, tuple[int | None, int | None] | None]:
+    """List and plan the job: ``(listing, timeline, window, listed range)``.
+
+    For ``--from``/``--to`` on a job whose manifest knows its first and last timestamps, and a range
+    that covers under half of it (:func:`collector.timerange.listing_window`), only that range and its
+    margins are listed, so a few minutes of a day-long camera job cost a few minutes' listing. Holes
+    are then looked for between the indices listed (from index 0 or up to the end when the range
+    reaches the job's start or end). Otherwise, or if that listing holds no frame in the range (for
+    the exact error), the whole job is listed.
+    """
+    ranged = options.time_from is not None or options.time_to is not None
+    first_us, last_us = manifest.first_timestamp_us, manifest.last_timestamp_us
+    if ranged and first_us is not None and last_us is not None:
+        window = resolve_range(options.time_from, options.time_to, manifest.clock,
+                               first_us if manifest.clock == "wallclock" else 0)
+        span = listing_window(window, first_us, last_us)
+        if span is not None:
+            listing = parse_listing(job_id, store.list_job_window(job_id, *span))
+            if listing.frames:
+                known = sorted(listing.frames)
+                holes = range(0 if span[0] is None else known[0], known[-1] + 1 if span[1] is not None else sys.maxsize)
+                timeline = plan_timeline(listing, expected, holes)
+                if any(s.kind == "frame" and s.timestamp_us is not None and window.contains(s.timestamp_us)
+                       for s in timeline.slots):
+                    return listing, timeline, window, span
+    listing = parse_listing(job_id, store.list_job(job_id))
+    timeline = plan_timeline(listing, expected)
+    window = None
+    if ranged:
+        window = resolve_range(options.time_from, options.time_to, manifest.clock,
+                               _origin_us(manifest.clock, first_us, timeline))
+    return listing, timeline, window, None
+
+
 def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths) -> ReassemblyReport:
     """Reassemble one job into ``outputs``; :class:`CollectorError` for anything the user must fix."""
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -352,19 +409,14 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
             f"job {job_id!r} is still running (manifest state 'running'); wait with "
             f"'collector wait --job {job_id}' or reassemble what exists with --partial"
         )
-    listing = parse_listing(job_id, store.list_job(job_id))
     expected = manifest.frames_published if manifest.is_final else None
-    timeline = plan_timeline(listing, expected)
+    listing, timeline, window, listed = _plan(store, job_id, manifest, expected, options)
     if timeline.frame_slots == 0:
         raise CollectorError(
             f"job {job_id!r} has no processed frames to reassemble "
             f"({plural(len(timeline.errors), 'error record')}, {len(timeline.missing)} missing)"
         )
     fps, fps_source = output_fps(manifest, timeline)
-    window = None
-    if options.time_from is not None or options.time_to is not None:
-        origin = _origin_us(manifest.clock, manifest.first_timestamp_us, timeline)
-        window = resolve_range(options.time_from, options.time_to, manifest.clock, origin)
     slots = select_range(timeline, window, fps, job_id)
     report = ReassemblyReport(
         job_id=job_id,
@@ -378,6 +430,7 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
         fps=fps,
         fps_source=fps_source,
         time_range=window.to_dict() if window is not None else None,
+        listed_range_us=list(listed) if listed is not None else None,
         frames_expected=expected,
         frames_selected=len(slots),
         missing=[s.frame_index for s in slots if s.kind == "missing"],

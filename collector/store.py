@@ -15,6 +15,7 @@ clients use Application Default Credentials.
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,20 @@ from collector.media import MediaDownloader
 from collector.plan import ListedObject
 from framecontract.clients import NO_CREDENTIALS_HELP, NoCredentialsError, make_storage_client
 from framecontract.jobid import InvalidJobIdError, validate_job_id
-from framecontract.layout import JOBS_PREFIX, gs_uri, job_prefix, manifest_name, parse_gs_uri
+from framecontract.layout import (
+    JOBS_PREFIX,
+    gs_uri,
+    job_prefix,
+    manifest_name,
+    parse_gs_uri,
+    time_window_listings,
+)
 from framecontract.manifest import InvalidManifestError, Manifest
 from framecontract.settings import Settings
 
 _LIST_FIELDS = "items(name,size,updated),nextPageToken"
+RESULT_KINDS = ("frames", "detections", "errors")
+"""What a reassembly reads (payloads are inputs)."""
 
 DOWNLOAD_WORKERS = 16
 """Parallel downloads from Cloud Storage (each GET is mostly latency)."""
@@ -130,13 +140,14 @@ class JobStore:
             raise CollectorError(f"job {job_id!r} not found: no manifest at {uri}")
         return manifest
 
-    def _list(self, prefix: str) -> list[ListedObject]:
+    def _list(self, prefix: str, start_offset: str | None = None, end_offset: str | None = None) -> list[ListedObject]:
         from google.api_core import exceptions as gexc
 
         try:
             return [
                 ListedObject(blob.name, int(blob.size or 0), blob.updated)
-                for blob in self.client.list_blobs(self.bucket_name, prefix=prefix, fields=_LIST_FIELDS)
+                for blob in self.client.list_blobs(self.bucket_name, prefix=prefix, fields=_LIST_FIELDS,
+                                                   start_offset=start_offset, end_offset=end_offset)
             ]
         except gexc.NotFound:
             raise CollectorError(f"bucket {self.bucket_name!r} does not exist") from None
@@ -146,6 +157,17 @@ class JobStore:
     def list_job(self, job_id: str) -> list[ListedObject]:
         """Every object under ``jobs/<job>/``, from one (paged) listing."""
         return self._list(job_prefix(checked_job_id(job_id)))
+
+    def list_job_window(self, job_id: str, start_us: int | None, end_us: int | None) -> list[ListedObject]:
+        """The job's frames, detections and error records with ``start_us <= timestamp < end_us``.
+
+        One bounded listing per result folder (:func:`framecontract.layout.time_window_listings`), in
+        parallel: the cost follows the window, not the job.
+        """
+        listings = time_window_listings(checked_job_id(job_id), RESULT_KINDS, start_us, end_us)
+        with ThreadPoolExecutor(max_workers=self.download_workers) as pool:
+            parts = pool.map(lambda listing: self._list(*listing), listings)
+            return [obj for part in parts for obj in part]
 
     def list_all_jobs(self) -> dict[str, list[ListedObject]]:
         """Every object under ``jobs/``, grouped by job id (one listing of the whole prefix)."""

@@ -177,3 +177,30 @@ def format_offset(timestamp_us: int, origin_us: int) -> str:
     """``timestamp_us`` as seconds from the origin, for messages: ``'12.5 s'``."""
     seconds = (timestamp_us - origin_us) / 1_000_000
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + " s" if math.isfinite(seconds) else "?"
+
+
+WINDOW_MARGIN_US = 10_000_000
+"""Listed on each side of a ``--from``/``--to`` range, so that a missing frame near its edges has known
+neighbours to take its estimated timestamp from."""
+
+
+def listing_window(
+    window: TimeRange, first_us: int | None, last_us: int | None
+) -> tuple[int | None, int | None] | None:
+    """The timestamps to list for ``window``, or ``None`` to list the whole job.
+
+    A bounded listing pays one request per result folder (48) instead of one per 1,000 objects, so it
+    is used only when the window plus :data:`WINDOW_MARGIN_US` on each side covers less than half of
+    the job's span ``[first_us, last_us]`` (from the final manifest; ``None``: unknown → whole job).
+    Returns ``(start_us, end_us)``, either ``None`` where the window is open or reaches the job's end.
+    """
+    if first_us is None or last_us is None or last_us <= first_us:
+        return None
+    start = None if window.start_us is None or window.start_us - WINDOW_MARGIN_US <= first_us else (
+        window.start_us - WINDOW_MARGIN_US)
+    end = None if window.end_us is None or window.end_us + WINDOW_MARGIN_US > last_us else (
+        window.end_us + WINDOW_MARGIN_US)
+    covered = (end if end is not None else last_us + 1) - (start if start is not None else first_us)
+    if covered * 2 >= last_us + 1 - first_us:
+        return None
+    return start, end

@@ -139,3 +139,23 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     if match is None:
         raise ValueError(f"not a gs:// object URI: {uri!r}")
     return match[1], match[2]
+
+
+def time_window_listings(
+    job_id: str, kinds: tuple[ResultKind, ...], start_us: int | None, end_us: int | None
+) -> list[tuple[str, str | None, str | None]]:
+    """``(prefix, start_offset, end_offset)`` listings that together return exactly the result objects of
+    ``kinds`` with ``start_us <= timestamp < end_us`` (``None``: unbounded): one per kind and shard, since
+    names sort by time inside a ``<kind>/<shard>/`` folder. For GCS's ``startOffset``/``endOffset``.
+
+    >>> time_window_listings("demo", ("frames",), 1_000_000, None)[0]
+    ('jobs/demo/frames/0/', 'jobs/demo/frames/0/00000000000001000000-000000000', None)
+    """
+    listings = []
+    for kind in kinds:
+        for shard in SHARDS:
+            prefix = f"{job_prefix(job_id)}{kind}/{shard}/"
+            start = prefix + frame_stem(max(start_us, 0), 0) if start_us is not None else None
+            end = prefix + frame_stem(max(end_us, 0), 0) if end_us is not None else None
+            listings.append((prefix, start, end))
+    return listings

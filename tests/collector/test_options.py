@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from collector.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from collector.reassemble import CSV_COLUMNS
+from collector.plan import parse_listing, plan_timeline
+from collector.reassemble import CSV_COLUMNS, select_range
+from collector.store import JobStore
 from collector.synthetic import read_counter, seed_job
+from collector.timerange import parse_time, resolve_range
 from collector.video import MARKER_BGR
 from framecontract.clients import make_storage_client
 from framecontract.settings import Settings
@@ -68,6 +71,55 @@ def test_live_jobs_take_offsets_from_the_first_frame_and_iso_times(bucket, capsy
                        "--from", "2026-11-28T12:00:01.2Z", "--to", "2026-11-28T13:00:01.4+01:00")  # fmt: skip
     assert code == EXIT_OK, err
     assert decode_video(out).counters == [12, 13]
+
+
+def _whole_job_selection(store: JobStore, job_id: str, start: str | None, end: str | None) -> list[tuple[int, str]]:
+    """What a reassembly of the range selects when the whole job is listed (the reference)."""
+    manifest = store.require_manifest(job_id)
+    timeline = plan_timeline(parse_listing(job_id, store.list_job(job_id)), manifest.frames_published)
+    window = resolve_range(parse_time(start) if start else None, parse_time(end) if end else None, manifest.clock,
+                           manifest.first_timestamp_us if manifest.clock == "wallclock" else 0)  # fmt: skip
+    return [(s.frame_index, s.kind) for s in select_range(timeline, window, 2.0, job_id)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "listed"),
+    [
+        ("100", "105", [90_000_000, 115_000_000]),  # the middle: holes inside and just outside the range
+        ("190", None, [180_000_000, None]),  # to the end: the holes after the last frame count
+        ("0:05", "0:12", [None, 22_000_000]),  # from the start: so do the ones before the first frame
+    ],
+)
+def test_a_short_range_of_a_long_job_lists_only_that_range(
+    bucket, capsys, tmp_path: Path, gcs_settings: Settings, start: str, end: str | None, listed: list[int | None]
+) -> None:
+    holes, errors = {0, 1, 199, 200, 205, 260, 398, 399}, {203: "frame data is not a decodable image"}
+    seed_job(bucket, "long", [i for i in range(400) if i not in holes and i not in errors], fps=2.0, width=160,
+             height=120, published=400, errors=errors)  # fmt: skip
+    store = JobStore.from_settings(gcs_settings)
+    out = tmp_path / "long.mp4"
+    args = ["reassemble", "--job", "long", "-o", str(out), "--from", start, *(["--to", end] if end else [])]
+    code, _, err = run(capsys, *args)
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "long.report.json").read_text())
+    assert report["listed_range_us"] == listed
+    statuses = [(x["frame_index"], x["status"]) for x in read_jsonl(tmp_path / "long.detections.jsonl")]
+    reference = _whole_job_selection(store, "long", start, end)
+    assert [index for index, _ in statuses] == [index for index, _ in reference]
+    kinds = {"frame": "ok", "missing": "missing", "error": "error"}
+    assert statuses == [(index, kinds[kind]) for index, kind in reference]
+    assert report["missing"] == [index for index, kind in reference if kind == "missing"]
+    assert len(decode_video(out).counters) == len(reference)
+
+
+def test_a_short_range_with_no_frames_gets_the_whole_jobs_answer(bucket, capsys, tmp_path: Path) -> None:
+    seed_job(bucket, "gappy", range(200), fps=2.0, width=160, height=120, published=400)  # 100-200 s never came
+    code, _, err = run(capsys, "reassemble", "--job", "gappy", "-o", str(tmp_path / "g.mp4"), "--from", "150", "--to",
+                       "155")  # fmt: skip
+    assert (code, err) == (
+        EXIT_ERROR,
+        "error: job 'gappy' has no processed frames from 150 to 155 (its processed frames are at 0 s to 99.5 s)\n",
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,13 @@ import pytest
 from collector.errors import CollectorError
 from collector.plan import Slot
 from collector.timerange import (
+    WINDOW_MARGIN_US,
     TimePoint,
+    TimeRange,
     check_range,
     estimate_timestamps,
     format_offset,
+    listing_window,
     parse_time,
     resolve_range,
     select_slots,
@@ -127,3 +130,31 @@ def test_selection_is_half_open_and_includes_holes_by_estimate() -> None:
 def test_format_offset() -> None:
     assert format_offset(12_500_000, 0) == "12.5 s"
     assert format_offset(1_003_000_000, 1_000_000_000) == "3 s"
+
+
+S = 1_000_000
+MARGIN = WINDOW_MARGIN_US
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (100 * S, 105 * S, (100 * S - MARGIN, 105 * S + MARGIN)),  # 25 s of 200 s
+        (5 * S, 12 * S, (None, 12 * S + MARGIN)),  # reaches the start with its margin
+        (190 * S, None, (190 * S - MARGIN, None)),  # open end
+        (185 * S, 195 * S, (185 * S - MARGIN, None)),  # reaches the end with its margin
+        (50 * S, 150 * S, None),  # over half of the job: one listing of everything is cheaper
+        (None, None, None),
+    ],
+)
+def test_listing_window_lists_short_ranges_with_margins(
+    start: int | None, end: int | None, expected: tuple[int | None, int | None] | None
+) -> None:
+    assert listing_window(TimeRange(start, end, 0, "r"), 0, 200 * S) == expected
+
+
+def test_listing_window_needs_the_jobs_span() -> None:
+    window = TimeRange(100 * S, 105 * S, 0, "r")
+    assert listing_window(window, None, 200 * S) is None  # a running job's manifest
+    assert listing_window(window, 0, None) is None
+    assert listing_window(window, 5 * S, 5 * S) is None

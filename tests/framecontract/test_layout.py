@@ -14,6 +14,7 @@ from framecontract.layout import (
     parse_result_name,
     result_name,
     shard_of,
+    time_window_listings,
 )
 
 
@@ -76,3 +77,19 @@ def test_gs_uris() -> None:
     assert parse_gs_uri("gs://frames/jobs/a/x.jpg") == ("frames", "jobs/a/x.jpg")
     with pytest.raises(ValueError, match="not a gs:// object URI"):
         parse_gs_uri("s3://frames/x")
+
+
+@pytest.mark.parametrize(("start_us", "end_us"), [(1_000_000, 2_000_000), (None, 1_500_000), (2_500_000, None),
+                                                  (None, None), (0, 1)])  # fmt: skip
+def test_time_window_listings_select_exactly_the_timestamps_in_range(start_us: int | None, end_us: int | None) -> None:
+    rng = random.Random(5)
+    names = [result_name(kind, "win", index, rng.choice([0, 1, 999_999, 1_000_000, 1_500_000, 2_000_000, 2_000_001,
+                                                          10**12]))  # fmt: skip
+             for index in range(300) for kind in ("frames", "detections", "errors")]
+    listings = time_window_listings("win", ("frames", "detections", "errors"), start_us, end_us)
+    assert len(listings) == 3 * len(SHARDS)
+    listed = [n for n in names for prefix, first, last in listings
+              if n.startswith(prefix) and (first is None or n >= first) and (last is None or n < last)]  # fmt: skip
+    in_range = [n for n in names if (start_us is None or parse_result_name(n).timestamp_us >= start_us)
+                and (end_us is None or parse_result_name(n).timestamp_us < end_us)]  # fmt: skip
+    assert sorted(listed) == sorted(in_range)
