@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from deploy.assets import asset_path
+from tests.worker.conftest import assert_well_formed, boxes_contain
 from worker.detectors.coco import COCO_LABELS, canonical_label
 from worker.detectors.nanodet import (
     Candidates,
-    Detections,
     LevelOutput,
     NanoDetDetector,
     class_aware_nms,
@@ -46,31 +46,9 @@ def vtest_frames() -> dict[int, np.ndarray]:
     return frames
 
 
-@pytest.fixture(scope="module")
-def dog_image() -> np.ndarray:
-    image = cv2.imread(str(asset_path("dog")))
-    assert image is not None
-    return image
-
-
-def boxes_contain(bboxes_px: np.ndarray, point: tuple[int, int]) -> bool:
-    x, y = point
-    inside_x = (bboxes_px[:, 0] <= x) & (x <= bboxes_px[:, 2])
-    return bool(np.any(inside_x & (bboxes_px[:, 1] <= y) & (y <= bboxes_px[:, 3])))
-
-
-def assert_well_formed(found: Detections) -> None:
-    assert found.bboxes.dtype == np.float32 and found.bboxes.shape == (len(found), 4)
-    assert found.scores.dtype == np.float32 and found.scores.shape == (len(found),)
-    assert np.all((found.bboxes >= 0) & (found.bboxes <= 1))
-    assert np.all(found.bboxes[:, 0] < found.bboxes[:, 2]) and np.all(found.bboxes[:, 1] < found.bboxes[:, 3])
-    assert np.all(np.diff(found.scores) <= 0), "scores must be in descending order"
-    assert all(label in COCO_LABELS for label in found.labels)
-
-
 def test_finds_the_three_people_in_vtest_frame_0(detector: NanoDetDetector, vtest_frames: dict) -> None:
     found = detector.detect(vtest_frames[0])
-    assert_well_formed(found)
+    assert_well_formed(found, COCO_LABELS)
     people = found.bboxes[[label == "person" for label in found.labels]] * VTEST_SIZE
     assert len(people) >= 3
     for centre in FRAME0_PEOPLE:
@@ -82,14 +60,14 @@ def test_finds_the_three_people_in_vtest_frame_0(detector: NanoDetDetector, vtes
 @pytest.mark.parametrize("index", [100, 200, 300])
 def test_finds_several_people_in_later_vtest_frames(detector: NanoDetDetector, vtest_frames: dict, index: int) -> None:
     found = detector.detect(vtest_frames[index])
-    assert_well_formed(found)
+    assert_well_formed(found, COCO_LABELS)
     assert found.labels.count("person") >= 5
     assert np.all(found.scores >= 0.35)
 
 
 def test_finds_dog_and_bicycle_in_dog_jpg(detector: NanoDetDetector, dog_image: np.ndarray) -> None:
     found = detector.detect(dog_image)
-    assert_well_formed(found)
+    assert_well_formed(found, COCO_LABELS)
     size = np.array([dog_image.shape[1], dog_image.shape[0]] * 2)
     by_label = {label: box * size for label, box in zip(found.labels, found.bboxes, strict=True)}
     assert {"dog", "bicycle"} <= set(by_label)

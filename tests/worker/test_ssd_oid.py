@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from deploy.assets import asset_path
-from worker.detectors.nanodet import Candidates, Detections, NanoDetDetector
+from tests.worker.conftest import assert_well_formed, boxes_contain
+from worker.detectors.nanodet import Candidates, NanoDetDetector
 from worker.detectors.oid import OID_LABELS, OUTPUT_LABELS, oid_indices_for, output_label, resolve_oid_classes
 from worker.detectors.ssd_oid import (
     ANCHORS,
@@ -58,35 +59,13 @@ def vtest_frames() -> dict[int, np.ndarray]:
     return frames
 
 
-@pytest.fixture(scope="module")
-def dog_image() -> np.ndarray:
-    image = cv2.imread(str(asset_path("dog")))
-    assert image is not None
-    return image
-
-
-def boxes_contain(bboxes_px: np.ndarray, point: tuple[int, int]) -> bool:
-    x, y = point
-    inside_x = (bboxes_px[:, 0] <= x) & (x <= bboxes_px[:, 2])
-    return bool(np.any(inside_x & (bboxes_px[:, 1] <= y) & (y <= bboxes_px[:, 3])))
-
-
-def assert_well_formed(found: Detections) -> None:
-    assert found.bboxes.dtype == np.float32 and found.bboxes.shape == (len(found), 4)
-    assert found.scores.dtype == np.float32 and found.scores.shape == (len(found),)
-    assert np.all((found.bboxes >= 0) & (found.bboxes <= 1))
-    assert np.all(found.bboxes[:, 0] < found.bboxes[:, 2]) and np.all(found.bboxes[:, 1] < found.bboxes[:, 3])
-    assert np.all(np.diff(found.scores) <= 0), "scores must be in descending order"
-    assert all(label in OUTPUT_LABELS[1:] for label in found.labels)
-
-
 # ---------------------------------------------------------------- real images
 
 
 @pytest.mark.parametrize("index", sorted(PEOPLE))
 def test_finds_the_people_in_vtest_frames(detector: SsdOidDetector, vtest_frames: dict, index: int) -> None:
     found = detector.detect(vtest_frames[index])
-    assert_well_formed(found)
+    assert_well_formed(found, OUTPUT_LABELS[1:])
     assert np.all(found.scores >= 0.35)
     people = found.bboxes[[label == "person" for label in found.labels]] * VTEST_SIZE
     assert len(people) >= len(PEOPLE[index])
@@ -98,7 +77,7 @@ def test_finds_the_people_in_vtest_frames(detector: SsdOidDetector, vtest_frames
 
 def test_finds_dog_and_bicycle_in_dog_jpg(detector: SsdOidDetector, dog_image: np.ndarray) -> None:
     found = detector.detect(dog_image)
-    assert_well_formed(found)
+    assert_well_formed(found, OUTPUT_LABELS[1:])
     size = np.array([dog_image.shape[1], dog_image.shape[0]] * 2)
     by_label = {label: box * size for label, box in zip(found.labels, found.bboxes, strict=True)}
     assert {"dog", "bicycle"} <= set(by_label), found.labels  # COCO spelling, not "Dog"/"Bicycle"
