@@ -339,12 +339,13 @@ class _DetectionsWriter:
             self.csv.writerows([["" if v is None else v for v in row] for row in csv_rows(line)])
 
 
-def _origin_us(manifest_clock: str, first_timestamp_us: int | None, timeline: Timeline) -> int:
-    """What ``--from``/``--to`` offsets count from: 0 for stream clocks, the first frame for wall clocks."""
+def _origin_us(manifest_clock: str, first_timestamp_us: int | None, timeline: Timeline | None) -> int:
+    """What ``--from``/``--to`` offsets count from: 0 for stream clocks, the first frame for wall clocks
+    (the manifest's, else the earliest in ``timeline``)."""
     if manifest_clock != "wallclock":
         return 0
-    if first_timestamp_us is not None:
-        return first_timestamp_us
+    if first_timestamp_us is not None or timeline is None:
+        return first_timestamp_us or 0
     known = [s.timestamp_us for s in timeline.slots if s.timestamp_us is not None]
     return min(known) if known else 0
 
@@ -379,7 +380,7 @@ def _plan(
     first_us, last_us = manifest.first_timestamp_us, manifest.last_timestamp_us
     if ranged and first_us is not None and last_us is not None:
         window = resolve_range(options.time_from, options.time_to, manifest.clock,
-                               first_us if manifest.clock == "wallclock" else 0)
+                               _origin_us(manifest.clock, first_us, None))
         span = listing_window(window, first_us, last_us)
         if span is not None:
             listing = parse_listing(job_id, store.list_job_window(job_id, *span))
@@ -392,10 +393,8 @@ def _plan(
                     return listing, timeline, window, span
     listing = parse_listing(job_id, store.list_job(job_id))
     timeline = plan_timeline(listing, expected)
-    window = None
-    if ranged:
-        window = resolve_range(options.time_from, options.time_to, manifest.clock,
-                               _origin_us(manifest.clock, first_us, timeline))
+    origin = _origin_us(manifest.clock, first_us, timeline)
+    window = resolve_range(options.time_from, options.time_to, manifest.clock, origin) if ranged else None
     return listing, timeline, window, None
 
 
