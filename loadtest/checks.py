@@ -53,7 +53,7 @@ def load_image(spec: str) -> Image:
     """
     path = Path(spec)
     if not path.exists() and "/" not in spec and "." not in spec:
-        from deploy.assets import asset_path
+        from framecontract.assets import asset_path
 
         path = asset_path(spec)
     data = path.read_bytes()

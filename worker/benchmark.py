@@ -48,7 +48,7 @@ def load_frames(video: Path, count: int) -> list[bytes]:
 def raw_inference_fps(frames: list[bytes]) -> float:
     import numpy as np
 
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
     from worker.detectors.nanodet import NanoDetDetector
 
     detector = NanoDetDetector(asset_path("nanodet"), num_threads=1)
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pushes in flight (default 2 = WORKER_MAX_IN_FLIGHT; the emulator pushes 2 at a time)")
     args = parser.parse_args(argv)
 
-    from deploy.assets import asset_path
     from deploy.emulators import free_port
     from deploy.storage_emulator import StorageEmulator
+    from framecontract.assets import asset_path
     from framecontract.clients import make_storage_client
     from framecontract.settings import Settings
 

@@ -26,6 +26,8 @@ from deploy.assets import (
     is_cached,
     parse_stamp,
 )
+from framecontract import assets as cache_paths
+from framecontract.assets import CACHED_FILES
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -46,6 +48,15 @@ def test_registry_names_paths_and_checksums() -> None:
         else:
             # downloaded as-is: the cached file itself has a fixed checksum
             assert asset.sha256 is not None and SHA256.fullmatch(asset.sha256)
+
+
+def test_registry_has_a_source_for_every_cached_file() -> None:
+    """framecontract.assets says where each file lands (the worker's lookup); deploy.assets how to get it."""
+    assert list(ASSETS) == list(CACHED_FILES)
+    for name, asset in ASSETS.items():
+        assert (asset.relative_path, asset.description) == (CACHED_FILES[name].relative_path,
+                                                             CACHED_FILES[name].description)
+    assert AssetMissingError is cache_paths.AssetMissingError and asset_path is cache_paths.asset_path
 
 
 def test_unknown_asset_lists_known_names() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.assets import AssetMissingError, asset_file, asset_path
+from framecontract.assets import AssetMissingError, asset_file, asset_path
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"

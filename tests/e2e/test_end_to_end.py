@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def vtest_path() -> Path:
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     return asset_path("vtest")
 

@@ -21,6 +21,6 @@ def synthetic_video(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def vtest_path() -> Path:
     """OpenCV's vtest.avi from the asset cache (``make test`` fetches it; else AssetMissingError says how)."""
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     return asset_path("vtest")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.assets import asset_path
+from framecontract.assets import asset_path
 from framecontract.message import FrameAttributes
 from worker.detectors.nanodet import Detections
 from worker.pipeline import Pipeline
@@ -27,7 +27,7 @@ def pipeline() -> Pipeline:
 
 @pytest.fixture(scope="session")
 def vtest_path() -> Path:
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     return asset_path("vtest")
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.assets import asset_path
+from framecontract.assets import asset_path
 from worker.pkd_compat import import_peekingduck
 
 # (node module, a class name the model cannot detect)

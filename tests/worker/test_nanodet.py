@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.assets import asset_path
+from framecontract.assets import asset_path
 from tests.worker.conftest import assert_well_formed, boxes_contain
 from worker.detectors.coco import COCO_LABELS, canonical_label
 from worker.detectors.nanodet import (

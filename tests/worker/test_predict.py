@@ -15,7 +15,7 @@ from worker.app import WorkerConfig, create_app
 
 @pytest.fixture(scope="module")
 def dog_jpeg() -> bytes:
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     return asset_path("dog").read_bytes()
 

@@ -59,7 +59,7 @@ def gunicorn_worker(gcs_settings, tmp_path):
 
 
 def test_burst_is_answered_200_or_429_with_retry_after(gunicorn_worker) -> None:
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
 
     image = asset_path("dog").read_bytes()
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.assets import asset_path
+from framecontract.assets import asset_path
 from tests.worker.conftest import assert_well_formed, boxes_contain
 from worker.detectors.nanodet import Candidates, NanoDetDetector
 from worker.detectors.oid import OID_LABELS, OUTPUT_LABELS, oid_indices_for, output_label, resolve_oid_classes

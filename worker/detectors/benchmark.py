@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from deploy.assets import asset_path
+    from framecontract.assets import asset_path
     from worker.detectors.nanodet import NanoDetDetector
     from worker.detectors.ssd_oid import SsdOidDetector
 

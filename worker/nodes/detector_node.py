@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
+from framecontract.assets import asset_path
 from worker.pkd_compat import import_peekingduck
 
 import_peekingduck()
@@ -70,8 +71,6 @@ class DetectorNode(AbstractNode):
         """The configured model path, or the cached default (AssetMissingError if not fetched)."""
         if model_path is not None:
             return Path(model_path).expanduser()
-        from deploy.assets import asset_path
-
         return asset_path(cls.asset)
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
