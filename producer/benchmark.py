@@ -77,7 +77,7 @@ def measure_decode_encode(video: str, jpeg_quality: int) -> Measurement:
 def measure_producer(video: str, jpeg_quality: int, settings: Settings) -> Measurement:
     """A full producer job into the configured topic (wall time including manifest writes)."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    report = run_job(video, ProducerOptions(jpeg_quality=jpeg_quality), settings)
+    report = run_job(video, ProducerOptions(jpeg_quality=jpeg_quality).validated(), settings)
     return Measurement("producer", report.frames_published, time.perf_counter() - started,
                        time.process_time() - cpu_started)
 
@@ -167,13 +167,12 @@ class LoopedVideo:
         self.info = dataclasses.replace(first, name=f"{path} x{loops}", frame_count=count)
 
     def frames(self) -> Iterator[DecodedFrame]:
-        index, offset_us, last_us = 0, 0, 0
+        offset_us, last_us = 0, 0
         for _ in range(self.loops):
             with open_video_file(self.path) as source:
                 for frame in source.frames():
                     last_us = offset_us + frame.timestamp_us
-                    yield DecodedFrame(index, last_us, frame.image)
-                    index += 1
+                    yield DecodedFrame(last_us, frame.image)
             offset_us = last_us + round(1e6 / (self.info.fps or 25))
 
     def close(self) -> None:
@@ -194,10 +193,11 @@ def stalled(video: str, loops: int, seconds: float, jpeg_quality: int, settings:
     stop = StopRequest()
     result: dict[str, Any] = {}
 
+    options = ProducerOptions(job_id=f"stalled-{int(time.time())}", jpeg_quality=jpeg_quality).validated()
+
     def job() -> None:
         try:
-            report = run_job(source, ProducerOptions(job_id=f"stalled-{int(time.time())}", jpeg_quality=jpeg_quality),
-                             settings, stop=stop, flush_timeout_s=120)
+            report = run_job(source, options, settings, stop=stop, flush_timeout_s=120)
             result.update(state=report.state, published=report.frames_published, decoded=report.frames_decoded)
         except Exception as exc:  # reported, not raised: the measurement is the RSS
             result.update(error=f"{type(exc).__name__}: {exc}")

@@ -75,14 +75,14 @@ class ImageFolderSource:
             raise RuntimeError("frames() can be iterated only once")
         first_position, image = self._first
         self._first = None
-        yield DecodedFrame(first_position, self.timestamp_us(first_position), image)
+        yield DecodedFrame(self.timestamp_us(first_position), image)
         for position in range(first_position + 1, len(self._files)):
             image = read_image(self._files[position])
             if image is None:
                 self.skipped.append(self._files[position].name)
                 log.warning("%s: skipped %s: not a decodable image", self.info.name, self._files[position].name)
                 continue
-            yield DecodedFrame(position, self.timestamp_us(position), image)
+            yield DecodedFrame(self.timestamp_us(position), image)
 
     def close(self) -> None:
         """Nothing to release."""

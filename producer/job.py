@@ -3,14 +3,15 @@
 Usage::
 
     settings = load_settings()
-    report = run_job("videos/vtest.avi", ProducerOptions(fps=5), settings, show_progress=True)
-    report = run_job("http://cam/video.mjpg", ProducerOptions(duration=60, max_side=640), settings)
+    report = run_job("videos/vtest.avi", ProducerOptions(fps=5).validated(), settings, show_progress=True)
+    report = run_job("http://cam/video.mjpg", ProducerOptions(duration=60, max_side=640).validated(), settings)
     report.job_id, report.state, report.frames_published, report.frames_dropped, report.frames_per_second
 
 Order of work, so that no job is ever half-published without a manifest that says so:
 
-1. check the options and the job id, open the source and decode its first frame (bad input, an
-   unreachable stream, fails here, before anything exists);
+1. open the source and decode its first frame (bad input, an unreachable stream, fails here, before
+   anything exists); the options and the job id were checked once before, by
+   :meth:`~producer.options.ProducerOptions.validated`;
 2. check the topic, then create ``jobs/<job>/manifest.json`` with state ``running`` (a missing
    topic or bucket fails here, before anything is published);
 3. publish frames until the source ends, ``--max-frames`` or ``--duration`` is reached, a stop is
@@ -24,7 +25,9 @@ Frame policies: ``every-frame`` (files and folders by default) never drops — w
 slow, reading waits (Pub/Sub flow control → the read-ahead queue → the decoder). ``latest-frame``
 (live sources by default) never makes the reader wait: when publishing falls behind, the oldest
 frames waiting to be published are dropped and counted (``frames_dropped``), so what is published
-stays current and the camera connection is drained at its own pace.
+stays current and the camera connection is drained at its own pace. Whatever was dropped or skipped,
+the frames published are numbered 0..N-1 by :func:`~producer.numbering.number_published`, as they are
+taken to be published.
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ from framecontract.settings import Settings
 from producer.encode import EncodedFrame, encode_jpeg, resize_image
 from producer.errors import ProducerError, PublishFailedError, ResourceNotFoundError, ServiceUnavailableError
 from producer.messages import frame_message
+from producer.numbering import PublishedFrame, number_published
 from producer.opening import open_source
-from producer.options import ProducerOptions, output_size, resolve_job_id
+from producer.options import JobOptions, Policy, format_size, output_size
 from producer.prefetch import Prefetcher
 from producer.publishing import FramePublisher, PublishLimits
-from producer.sampling import TimestampSampler, number_published
+from producer.sampling import TimestampSampler, sampled
 from producer.sources import DecodedFrame, FrameSource, SourceInfo
 from producer.stopping import StopRequest, stop_on_signals
 from producer.storage import JobStore
@@ -132,7 +136,7 @@ class JobReport:
 
 def run_job(
     source: str | os.PathLike[str] | FrameSource,
-    options: ProducerOptions,
+    options: JobOptions,
     settings: Settings,
     *,
     clients: JobClients | None = None,
@@ -146,15 +150,17 @@ def run_job(
     :class:`FrameSource`, which is closed at the end) as a job; :class:`ProducerError` on bad input
     or a failed job.
 
+    ``options`` are checked already (``ProducerOptions(...).validated()``) and used as they are.
     ``handle_signals`` turns SIGINT/SIGTERM into a clean stop (main thread only); ``stop`` can
     also be requested by the caller. ``inline_limit_bytes`` is the claim-check threshold.
     """
-    options = options.validated()
+    if not isinstance(options, JobOptions):
+        raise TypeError(f"run_job takes checked options (ProducerOptions.validated()), not {type(options).__name__}")
     if not isinstance(source, FrameSource):
         source = open_source(os.fspath(source), options)
     with closing(source):
         policy = options.policy_for(is_live(source.info))
-        job_id = resolve_job_id(options.job_id, job_name_of(source.info))
+        job_id = options.job_id_for(job_name_of(source.info))
         if clients is None:
             clients = JobClients.from_settings(settings, LATEST_FRAME_LIMITS if policy == "latest-frame" else None)
         check_topic(clients.publisher, settings.topic_path)
@@ -189,7 +195,7 @@ def job_name_of(info: SourceInfo) -> str:
     return f"{host}-{last}" if last else host
 
 
-def start_manifest(job_id: str, source: FrameSource, options: ProducerOptions, settings: Settings) -> Manifest:
+def start_manifest(job_id: str, source: FrameSource, options: JobOptions, settings: Settings) -> Manifest:
     """The ``running`` manifest of a new job (``width``/``height``: the size frames are published at)."""
     info = source.info
     live = is_live(info)
@@ -209,7 +215,7 @@ def start_manifest(job_id: str, source: FrameSource, options: ProducerOptions, s
             "max_frames": options.max_frames,
             "duration_s": options.duration,
             "max_side": options.max_side,
-            "resize": options.resize,
+            "resize": format_size(options.resize) if options.resize is not None else None,
             "jpeg_quality": options.jpeg_quality,
             "topic": settings.topic_path,
             "source_frame_count": info.frame_count,
@@ -259,7 +265,7 @@ def pubsub_unreachable(exc: BaseException) -> ServiceUnavailableError:
 class _PublishRun:
     """The publishing loop of one job and the bookkeeping for its final manifest."""
 
-    def __init__(self, job_id: str, source: FrameSource, options: ProducerOptions, policy: str,
+    def __init__(self, job_id: str, source: FrameSource, options: JobOptions, policy: Policy,
                  settings: Settings, store: JobStore, publisher: FramePublisher, stop: StopRequest,
                  inline_limit_bytes: int) -> None:
         self.job_id, self.source, self.options, self.policy, self.settings = job_id, source, options, policy, settings
@@ -291,7 +297,6 @@ class _PublishRun:
             return
         if self.options.duration is not None and is_live(self.source.info):
             self.deadline = time.monotonic() + self.options.duration  # ends a live job even while it stalls
-        frame_index = 0
         with tqdm(total=self._expected_frames(), unit="frame", desc=self.job_id, file=sys.stderr,
                   disable=None if show_progress else True, dynamic_ncols=True) as progress, \
                 Prefetcher(self._encoded_frames(), PREFETCH_FRAMES, name=f"decode-{self.job_id}",
@@ -299,9 +304,8 @@ class _PublishRun:
                            max_items=self.options.max_frames, stop_grace_s=STOP_GRACE_S,
                            should_stop=self._should_stop, on_stop=self._interrupt_source) as frames:
             try:
-                for timestamp_us, jpeg in frames:
-                    self._publish_one(frame_index, timestamp_us, jpeg)
-                    frame_index += 1
+                for frame in number_published(frames):  # frame_index given here, after any drop
+                    self._publish_one(frame)
                     progress.update()
                     if self.publisher.failed:
                         break
@@ -327,11 +331,14 @@ class _PublishRun:
             interrupt()
 
     def _encoded_frames(self) -> Iterator[tuple[int, EncodedFrame]]:
-        """``(timestamp_us, jpeg)`` of each frame to publish: decode → sample → bound → resize → encode."""
+        """``(timestamp_us, jpeg)`` of each frame that may be published: decode → sample → bound → resize → encode.
+
+        Not numbered yet: ``latest-frame`` may still drop some of them in the read-ahead queue.
+        """
         sampler = TimestampSampler(self.options.fps)
         duration_us = None if self.options.duration is None else round(self.options.duration * 1e6)
         max_side, resize, quality = self.options.max_side, self.options.resize, self.options.jpeg_quality
-        for _, frame in number_published(self._counted(self.source.frames()), sampler, lambda f: f.timestamp_us):
+        for frame in sampled(self._counted(self.source.frames()), sampler, lambda f: f.timestamp_us):
             if duration_us is not None and frame.timestamp_us - (self.first_decoded_us or 0) >= duration_us:
                 self.bound_reached = f"--duration {self.options.duration:g} s reached"
                 return
@@ -349,16 +356,16 @@ class _PublishRun:
             self.last_decoded_us = frame.timestamp_us
             yield frame
 
-    def _publish_one(self, frame_index: int, timestamp_us: int, jpeg: EncodedFrame) -> None:
-        message = frame_message(self.job_id, frame_index, timestamp_us, jpeg, self.settings.bucket,
-                                self.inline_limit_bytes)
+    def _publish_one(self, frame: PublishedFrame[EncodedFrame]) -> None:
+        message = frame_message(self.job_id, frame.frame_index, frame.timestamp_us, frame.content,
+                                self.settings.bucket, self.inline_limit_bytes)
         if message.payload_name is not None:
-            self.store.put_payload(message.payload_name, jpeg.data)
+            self.store.put_payload(message.payload_name, frame.content.data)
             self.claim_checked += 1
-        self.publisher.publish(message.data, message.attributes, frame_index)
+        self.publisher.publish(message.data, message.attributes, frame.frame_index)
         if self.first_timestamp_us is None:
-            self.first_timestamp_us = timestamp_us
-        self.last_timestamp_us, self.last_frame_index = timestamp_us, frame_index
+            self.first_timestamp_us = frame.timestamp_us
+        self.last_timestamp_us, self.last_frame_index = frame.timestamp_us, frame.frame_index
 
     def _expected_frames(self) -> int | None:
         """Estimate of the frames to publish, for the progress bar."""

@@ -163,7 +163,6 @@ class LiveSource:
         if self._taken:
             raise RuntimeError("frames() can be iterated only once")
         self._taken = True
-        index = 0
         pending_gap: Gap | None = None
         while self._connection is not None:
             connection, reason = self._connection, "the stream ended"
@@ -176,8 +175,7 @@ class LiveSource:
                                     (timestamp_us - (pending_gap.after_timestamp_us or pending_gap.lost_at_us)) / 1e6,
                                     pending_gap.reconnect_attempts)
                         pending_gap = None
-                    yield DecodedFrame(index, timestamp_us, image)
-                    index += 1
+                    yield DecodedFrame(timestamp_us, image)
                     if self._interrupted.is_set():
                         return
             except StreamLost as exc:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    source = open_source("rtsp://user:pass@cam/stream1", ProducerOptions())
+    source = open_source("rtsp://user:pass@cam/stream1", ProducerOptions().validated())
     source = open_source("0", options)                  # webcam 0
     source = open_source("shots/", options)             # a folder of images
     source = open_source("videos/vtest.avi", options)   # a video file
@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from producer.errors import InputError
 from producer.live import STREAM_SCHEMES, open_live_source
-from producer.options import ProducerOptions
+from producer.options import JobOptions
 from producer.redact import is_url, redact_url
 from producer.sources import FrameSource, open_video_file
 
@@ -62,7 +62,7 @@ def classify_source(source: str) -> SourceSpec:
     return SourceSpec(kind, source)
 
 
-def open_source(source: str, options: ProducerOptions) -> FrameSource:
+def open_source(source: str, options: JobOptions) -> FrameSource:
     """Open whatever ``source`` names and decode its first frame; a :class:`ProducerError` with a remedy if not."""
     spec = classify_source(source)
     if spec.kind == "webcam" and Path(source).exists():  # a file or folder that happens to be called "0"

@@ -1,10 +1,15 @@
-"""What the producer was asked to do, and the checks on it (pure).
+"""What the producer was asked to do, checked once (pure).
 
 Usage::
 
     options = ProducerOptions(fps=5, max_frames=100, policy="latest-frame", max_side=640).validated()
-    job_id = resolve_job_id(options.job_id, "videos/vtest.avi")
+    options.job_id_for("videos/vtest.avi")                      # the given id, else a generated one
     output_size(768, 576, options.max_side, options.resize)     # (640, 480)
+
+:class:`ProducerOptions` holds the options as given (the command line's values, or a caller's);
+:meth:`ProducerOptions.validated` checks every one of them, the job id included, exactly once, and
+returns :class:`JobOptions`: typed values (``--resize`` parsed, the policy a :data:`Policy`) that
+the job, the source opener and the manifest use as they are, without checking them again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from framecontract.jobid import InvalidJobIdError, generate_job_id, validate_job_id
 from producer.errors import UsageError
@@ -34,7 +39,7 @@ _RESIZE = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
 
 @dataclass(frozen=True)
 class ProducerOptions:
-    """Options of one producer job; ``None`` means "not limited" / "generate"."""
+    """Options of one producer job as given, not yet checked; ``None`` means "not limited" / "generate"."""
 
     job_id: str | None = None
     fps: float | None = None
@@ -56,8 +61,8 @@ class ProducerOptions:
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT_S
     """Give up on a live source that stays unreachable this long (0: never reconnect)."""
 
-    def validated(self) -> ProducerOptions:
-        """Return ``self`` if every value is usable, else raise :class:`UsageError` naming the option."""
+    def validated(self) -> JobOptions:
+        """The options checked and typed, else :class:`UsageError` naming the first unusable one."""
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise UsageError(f"--fps must be a number greater than 0, got {self.fps:g}",
                              "omit --fps to publish every frame")
@@ -74,8 +79,7 @@ class ProducerOptions:
                              "omit it to keep the source's size")
         if self.max_side is not None and self.resize is not None:
             raise UsageError("--max-side and --resize cannot be used together", "give only one of them")
-        if self.resize is not None:
-            parse_resize(self.resize)
+        resize = parse_resize(self.resize) if self.resize is not None else None
         if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
             raise UsageError(f"--duration must be a number of seconds greater than 0, got {self.duration:g}",
                              "omit it to run until the source ends (or until SIGINT/SIGTERM for live sources)")
@@ -86,13 +90,38 @@ class ProducerOptions:
             raise UsageError(f"--reconnect-timeout must be 0 or more seconds, got {self.reconnect_timeout:g}",
                              f"omit it for the default ({DEFAULT_RECONNECT_TIMEOUT_S:g}), 0 never reconnects, "
                              "'inf' retries forever")
-        if self.job_id is not None:
-            resolve_job_id(self.job_id, "")
-        return self
+        return JobOptions(
+            job_id=check_job_id(self.job_id) if self.job_id is not None else None,
+            fps=self.fps, max_frames=self.max_frames, jpeg_quality=self.jpeg_quality,
+            policy=cast(Policy, self.policy), max_side=self.max_side, resize=resize, duration=self.duration,
+            image_fps=self.image_fps, reconnect_timeout=self.reconnect_timeout,
+        )
 
-    def policy_for(self, live: bool) -> str:
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The options of one job, checked: made by :meth:`ProducerOptions.validated` and passed down as they are."""
+
+    job_id: str | None
+    """A valid job id, or ``None``: one is generated from the source's name (:meth:`job_id_for`)."""
+    fps: float | None
+    max_frames: int | None
+    jpeg_quality: int
+    policy: Policy | None
+    max_side: int | None
+    resize: tuple[int, int] | None
+    """``(width, height)`` every frame is scaled to; ``None``: keep the size (or ``max_side``)."""
+    duration: float | None
+    image_fps: float
+    reconnect_timeout: float
+
+    def policy_for(self, live: bool) -> Policy:
         """The frame policy in force: the one asked for, else latest-frame for live sources."""
         return self.policy or ("latest-frame" if live else "every-frame")
+
+    def job_id_for(self, source_name: str) -> str:
+        """The job's id: the one given (checked already), else one generated from ``source_name``."""
+        return self.job_id if self.job_id is not None else generate_job_id(source_name)
 
 
 def parse_resize(text: str) -> tuple[int, int]:
@@ -108,7 +137,16 @@ def parse_resize(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def output_size(width: int, height: int, max_side: int | None, resize: str | None) -> tuple[int, int]:
+def format_size(size: tuple[int, int]) -> str:
+    """``(640, 480)`` → ``"640x480"``, as ``--resize`` is written.
+
+    >>> format_size((640, 480))
+    '640x480'
+    """
+    return f"{size[0]}x{size[1]}"
+
+
+def output_size(width: int, height: int, max_side: int | None, resize: tuple[int, int] | None) -> tuple[int, int]:
     """The size frames of ``width`` x ``height`` are published at (pure).
 
     ``resize`` wins; ``max_side`` scales down keeping the aspect ratio (each side at least 1 pixel,
@@ -118,17 +156,15 @@ def output_size(width: int, height: int, max_side: int | None, resize: str | Non
     (384, 288)
     """
     if resize is not None:
-        return parse_resize(resize)
+        return resize
     if max_side is None or max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def resolve_job_id(job_id: str | None, source_name: str) -> str:
-    """The given job id if valid, else one generated from the source name; :class:`UsageError` if invalid."""
-    if job_id is None:
-        return generate_job_id(source_name)
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if it is a valid job id, else :class:`UsageError` with the reason and a remedy."""
     try:
         return validate_job_id(job_id)
     except InvalidJobIdError as exc:

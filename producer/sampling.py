@@ -1,12 +1,12 @@
-"""Which frames to publish: evenly by timestamp for a target fps, and their indices (pure).
+"""Which frames to publish: evenly by timestamp for a target fps (pure).
 
 Usage::
 
     sampler = TimestampSampler(target_fps=5)
     kept = [ts for ts in timestamps_us if sampler.accept(ts)]
 
-    for frame_index, frame in number_published(frames, sampler, lambda f: f.timestamp_us, max_frames=100):
-        ...
+    for frame in sampled(decoded_frames, TimestampSampler(5), lambda f: f.timestamp_us):
+        ...                                  # numbered later, when published: producer.numbering
 
 Sampling is by *time*, not by index, so variable-frame-rate sources (phones, screen recordings,
 dropped camera frames) are sampled evenly too. Time is cut into slots of ``1 / target_fps``
@@ -59,24 +59,10 @@ class TimestampSampler:
         return True
 
 
-def number_published(
-    frames: Iterable[T],
-    sampler: TimestampSampler,
-    timestamp_of: Callable[[T], int],
-    max_frames: int | None = None,
-) -> Iterator[tuple[int, T]]:
-    """Yield ``(frame_index, frame)`` for the frames the sampler keeps, up to ``max_frames``.
+def sampled(frames: Iterable[T], sampler: TimestampSampler, timestamp_of: Callable[[T], int]) -> Iterator[T]:
+    """The frames ``sampler`` keeps, in order; nothing is numbered here (see :mod:`producer.numbering`).
 
-    ``frame_index`` counts *published* frames: 0, 1, 2, ... without gaps, whatever was skipped.
-    Stops reading ``frames`` as soon as ``max_frames`` have been yielded.
+    >>> list(sampled([0, 100_000, 200_000, 300_000], TimestampSampler(5), lambda ts: ts))
+    [0, 200000]
     """
-    if max_frames is not None and max_frames < 1:
-        return
-    frame_index = 0
-    for frame in frames:
-        if not sampler.accept(timestamp_of(frame)):
-            continue
-        yield frame_index, frame
-        frame_index += 1
-        if max_frames is not None and frame_index >= max_frames:
-            return
+    return (frame for frame in frames if sampler.accept(timestamp_of(frame)))

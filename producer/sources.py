@@ -5,7 +5,7 @@ Usage::
     with open_video_file("videos/vtest.avi") as source:
         print(source.info.fps, source.info.width, source.info.height)
         for frame in source.frames():
-            frame.decode_index, frame.timestamp_us, frame.image   # BGR uint8 array
+            frame.timestamp_us, frame.image          # BGR uint8 array; numbered only when published
 
 The first frame is decoded when the file is opened, so a file that is missing, not a video,
 corrupt or empty fails *before* anything is published, with a message that says what to do.
@@ -31,9 +31,12 @@ from producer.timestamps import TimestampTracker, usable_fps
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
-    """One decoded frame: its position in decode order, its presentation time, the BGR image."""
+    """One decoded frame: its presentation time and the BGR image.
 
-    decode_index: int
+    It carries no number: ``frame_index`` is given only to frames that are published
+    (:func:`producer.numbering.number_published`). A source's own read position stays inside it.
+    """
+
     timestamp_us: int
     image: np.ndarray
 
@@ -81,10 +84,10 @@ class VideoFileSource:
             raise RuntimeError("frames() can be iterated only once")
         image, reported_ms = self._first
         self._first = None
-        index = 0
+        position = 0  # in decode order: what the timestamp fallback extrapolates from
         while image is not None:
-            yield DecodedFrame(index, self.timestamps.timestamp_us(index, reported_ms), image)
-            index += 1
+            yield DecodedFrame(self.timestamps.timestamp_us(position, reported_ms), image)
+            position += 1
             ok, image = self._capture.read()
             if not ok:
                 image = None

@@ -52,20 +52,20 @@ class TimestampTracker:
         """The nominal frame interval used by the fallback."""
         return 1_000_000 / (self.nominal_fps or DEFAULT_FALLBACK_FPS)
 
-    def timestamp_us(self, decode_index: int, reported_ms: float | None) -> int:
-        """The timestamp of frame ``decode_index`` (0, 1, 2, ... in decode order)."""
-        if self._last_index is not None and decode_index <= self._last_index:
-            raise ValueError(f"decode_index {decode_index} after {self._last_index}; indices must increase")
+    def timestamp_us(self, position: int, reported_ms: float | None) -> int:
+        """The timestamp of the frame at ``position`` (0, 1, 2, ... in decode order; not a ``frame_index``)."""
+        if self._last_index is not None and position <= self._last_index:
+            raise ValueError(f"position {position} after {self._last_index}; positions must increase")
         if self.fallback_reason is None:
-            reported_us = self._trusted(decode_index, reported_ms)
+            reported_us = self._trusted(position, reported_ms)
             if reported_us is not None:
-                return self._emit(decode_index, reported_us)
+                return self._emit(position, reported_us)
             self._anchor_index, self._anchor_us = self._last_index or 0, self._last_us
-            self.fallback_from_index = decode_index
-        ts = self._anchor_us + round((decode_index - self._anchor_index) * self.interval_us)
-        return self._emit(decode_index, ts)
+            self.fallback_from_index = position
+        ts = self._anchor_us + round((position - self._anchor_index) * self.interval_us)
+        return self._emit(position, ts)
 
-    def _trusted(self, decode_index: int, reported_ms: float | None) -> int | None:
+    def _trusted(self, position: int, reported_ms: float | None) -> int | None:
         """The reported time in µs if it can be trusted; else record why and return ``None``."""
         if reported_ms is None or not math.isfinite(reported_ms):
             reason = f"no usable timestamp ({reported_ms!r})"
@@ -81,10 +81,10 @@ class TimestampTracker:
         self.fallback_reason = reason
         log.warning(
             "%s: frame %d has %s; the container's timestamps are unreliable, so from this frame on "
-            "timestamps are extrapolated at %s", self.source_name, decode_index, reason, fps_note,
+            "timestamps are extrapolated at %s", self.source_name, position, reason, fps_note,
         )
         return None
 
-    def _emit(self, decode_index: int, ts: int) -> int:
-        self._last_index, self._last_us = decode_index, ts
+    def _emit(self, position: int, ts: int) -> int:
+        self._last_index, self._last_us = position, ts
         return ts

@@ -3,6 +3,7 @@
 Usage::
 
     path = write_synthetic_video(tmp_path / "clip.avi", frames=24, fps=12)
+    report = run_job(path, job_options(job_id="clip", fps=4), settings)
     messages = pull_all(settings, expected=24)
 """
 
@@ -22,9 +23,15 @@ from framecontract.clients import make_storage_client
 from framecontract.layout import manifest_name
 from framecontract.manifest import Manifest
 from framecontract.settings import Settings
+from producer.options import JobOptions, ProducerOptions
 
 SYNTHETIC_SIZE = (160, 120)
 """(width, height) of synthetic clips."""
+
+
+def job_options(**given: Any) -> JobOptions:
+    """``ProducerOptions(**given)``, checked as the command line checks them: what ``run_job`` takes."""
+    return ProducerOptions(**given).validated()
 
 
 def brightness_of(frame_number: int) -> int:
@@ -100,20 +107,24 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 
 class ScriptedSource:
-    """A :class:`~producer.sources.FrameSource` wrapper that calls ``before_frame(decode_index)`` first.
+    """A :class:`~producer.sources.FrameSource` wrapper that calls ``before_frame(n)`` before the n-th frame
+    read (0-based) and ``after_last()`` once the source has no more frames.
 
-    Lets a test act at an exact point of a job: read the manifest, send a signal, raise.
+    Lets a test act at an exact point of a job: read the manifest, send a signal, raise, open a gate.
     """
 
-    def __init__(self, inner: Any, before_frame: Callable[[int], None]) -> None:
+    def __init__(self, inner: Any, before_frame: Callable[[int], None],
+                 after_last: Callable[[], None] = lambda: None) -> None:
         self.inner = inner
         self.info = inner.info
         self.before_frame = before_frame
+        self.after_last = after_last
 
     def frames(self) -> Iterator[Any]:
-        for frame in self.inner.frames():
-            self.before_frame(frame.decode_index)
+        for read, frame in enumerate(self.inner.frames()):
+            self.before_frame(read)
             yield frame
+        self.after_last()
 
     def close(self) -> None:
         self.inner.close()

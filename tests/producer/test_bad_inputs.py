@@ -13,8 +13,7 @@ import pytest
 from framecontract.settings import Settings
 from producer.cli import main
 from producer.job import run_job
-from producer.options import ProducerOptions
-from tests.producer.helpers import pull_all, read_manifest
+from tests.producer.helpers import job_options, pull_all, read_manifest
 from tests.producer.mjpeg_server import MjpegServer, vtest_jpegs
 from tests.producer.test_cli import REPO, producer_env
 
@@ -141,7 +140,7 @@ def test_a_camera_that_wants_digest_auth(
     pubsub_settings: Settings, vtest_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with MjpegServer(vtest_jpegs(str(vtest_path), 5), credentials=("viewer", PASSWORD), auth="digest") as camera:
-        report = run_job(camera.url("viewer", PASSWORD), ProducerOptions(job_id="cam-digest", max_frames=4),
+        report = run_job(camera.url("viewer", PASSWORD), job_options(job_id="cam-digest", max_frames=4),
                          pubsub_settings)
         assert (report.state, report.frames_published) == ("complete", 4)
         assert camera.unauthorized == 2, "the Basic attempt and requests' HTTPDigestAuth probe get the challenge"

@@ -16,7 +16,6 @@ from framecontract.message import FrameAttributes
 from framecontract.settings import Settings
 from producer.errors import JobExistsError, ResourceNotFoundError
 from producer.job import run_job
-from producer.options import ProducerOptions
 from producer.sources import open_video_file
 from producer.stopping import StopRequest
 from tests.producer.conftest import SYNTHETIC_FPS, SYNTHETIC_FRAMES
@@ -25,6 +24,7 @@ from tests.producer.helpers import (
     ScriptedSource,
     brightness_of,
     decode_jpeg,
+    job_options,
     pull_all,
     read_manifest,
     write_synthetic_video,
@@ -45,12 +45,12 @@ def test_every_frame_of_a_clip_is_published_in_order_with_manifests(
 ) -> None:
     seen_while_running: list[Manifest] = []
 
-    def read_manifest_at_frame_3(decode_index: int) -> None:
-        if decode_index == 3:
+    def read_manifest_at_frame_3(read: int) -> None:
+        if read == 3:
             seen_while_running.append(read_manifest(pubsub_settings, "clip-job"))
 
     source = ScriptedSource(open_video_file(synthetic_video), read_manifest_at_frame_3)
-    report = run_job(source, ProducerOptions(job_id="clip-job"), pubsub_settings)
+    report = run_job(source, job_options(job_id="clip-job"), pubsub_settings)
 
     assert (report.job_id, report.state, report.frames_published, report.frames_decoded) == (
         "clip-job", "complete", SYNTHETIC_FRAMES, SYNTHETIC_FRAMES)
@@ -79,7 +79,7 @@ def test_every_frame_of_a_clip_is_published_in_order_with_manifests(
 
 
 def test_fps_sampling_and_contiguous_indices(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    report = run_job(synthetic_video, ProducerOptions(job_id="sampled", fps=4), pubsub_settings)
+    report = run_job(synthetic_video, job_options(job_id="sampled", fps=4), pubsub_settings)
     frames = frames_by_index(pull_all(pubsub_settings, expected=8))
     assert report.frames_published == 8 and report.frames_decoded == SYNTHETIC_FRAMES
     assert sorted(frames) == list(range(8))
@@ -89,7 +89,7 @@ def test_fps_sampling_and_contiguous_indices(pubsub_settings: Settings, syntheti
 
 
 def test_max_frames_is_honoured_without_decoding_further(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    report = run_job(synthetic_video, ProducerOptions(job_id="first-five", max_frames=5), pubsub_settings)
+    report = run_job(synthetic_video, job_options(job_id="first-five", max_frames=5), pubsub_settings)
     assert (report.frames_published, report.frames_decoded) == (5, 5)
     assert sorted(frames_by_index(pull_all(pubsub_settings, expected=5))) == [0, 1, 2, 3, 4]
     manifest = read_manifest(pubsub_settings, "first-five")
@@ -97,7 +97,7 @@ def test_max_frames_is_honoured_without_decoding_further(pubsub_settings: Settin
 
 
 def test_first_frames_of_vtest(pubsub_settings: Settings, vtest_path: Path) -> None:
-    report = run_job(vtest_path, ProducerOptions(job_id="vtest-10", max_frames=10), pubsub_settings)
+    report = run_job(vtest_path, job_options(job_id="vtest-10", max_frames=10), pubsub_settings)
     frames = frames_by_index(pull_all(pubsub_settings, expected=10))
     assert report.frames_published == 10 and sorted(frames) == list(range(10))
     for index, (attrs, data) in frames.items():
@@ -109,7 +109,7 @@ def test_first_frames_of_vtest(pubsub_settings: Settings, vtest_path: Path) -> N
 
 
 def test_large_frames_go_through_the_claim_check(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    run_job(synthetic_video, ProducerOptions(job_id="claimed", max_frames=4), pubsub_settings, inline_limit_bytes=100)
+    run_job(synthetic_video, job_options(job_id="claimed", max_frames=4), pubsub_settings, inline_limit_bytes=100)
     frames = frames_by_index(pull_all(pubsub_settings, expected=4))
     bucket = make_storage_client(pubsub_settings).bucket(pubsub_settings.bucket)
     for index, (attrs, data) in frames.items():
@@ -127,13 +127,13 @@ def test_large_frames_go_through_the_claim_check(pubsub_settings: Settings, synt
 def test_sigterm_stops_cleanly_and_publishes_every_frame_read(pubsub_settings: Settings, tmp_path: Path) -> None:
     video = write_synthetic_video(tmp_path / "long.avi", frames=300, fps=25)
 
-    def terminate_at_frame_10(decode_index: int) -> None:
-        if decode_index == 10:
+    def terminate_at_frame_10(read: int) -> None:
+        if read == 10:
             os.kill(os.getpid(), signal.SIGTERM)
 
     handler_before = signal.getsignal(signal.SIGTERM)
     source = ScriptedSource(open_video_file(video), terminate_at_frame_10)
-    report = run_job(source, ProducerOptions(job_id="stopped-job"), pubsub_settings, handle_signals=True)
+    report = run_job(source, job_options(job_id="stopped-job"), pubsub_settings, handle_signals=True)
 
     assert signal.getsignal(signal.SIGTERM) is handler_before, "the job restores the signal handlers"
     assert (report.state, report.stop_reason, report.stop_signal) == ("stopped", "SIGTERM received", signal.SIGTERM)
@@ -148,13 +148,13 @@ def test_sigterm_stops_cleanly_and_publishes_every_frame_read(pubsub_settings: S
 
 
 def test_a_failure_mid_job_leaves_a_failed_manifest(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    def explode_at_frame_5(decode_index: int) -> None:
-        if decode_index == 5:
+    def explode_at_frame_5(read: int) -> None:
+        if read == 5:
             raise OSError("disk went away")
 
     source = ScriptedSource(open_video_file(synthetic_video), explode_at_frame_5)
     with pytest.raises(OSError, match="disk went away"):
-        run_job(source, ProducerOptions(job_id="broken-job"), pubsub_settings)
+        run_job(source, job_options(job_id="broken-job"), pubsub_settings)
     manifest = read_manifest(pubsub_settings, "broken-job")
     assert (manifest.state, manifest.error) == ("failed", "disk went away")
     assert manifest.frames_published == 5 and manifest.ended_at is not None
@@ -164,7 +164,7 @@ def test_a_failure_mid_job_leaves_a_failed_manifest(pubsub_settings: Settings, s
 def test_missing_topic_fails_before_anything_is_written(pubsub_settings: Settings, synthetic_video: Path) -> None:
     settings = dataclasses.replace(pubsub_settings, topic="no-such-topic")
     with pytest.raises(ResourceNotFoundError) as caught:
-        run_job(synthetic_video, ProducerOptions(job_id="no-topic"), settings)
+        run_job(synthetic_video, job_options(job_id="no-topic"), settings)
     assert str(caught.value) == (
         f"Pub/Sub topic 'projects/{settings.project}/topics/no-such-topic' not found — start the local stack with "
         "'python -m deploy.local up', or create the topic ('gcloud pubsub topics create no-such-topic'), "
@@ -178,7 +178,7 @@ def test_missing_topic_fails_before_anything_is_written(pubsub_settings: Setting
 def test_missing_bucket_fails_before_anything_is_published(pubsub_settings: Settings, synthetic_video: Path) -> None:
     settings = dataclasses.replace(pubsub_settings, bucket="no-such-bucket-here")
     with pytest.raises(ResourceNotFoundError) as caught:
-        run_job(synthetic_video, ProducerOptions(job_id="no-bucket"), settings)
+        run_job(synthetic_video, job_options(job_id="no-bucket"), settings)
     assert str(caught.value) == (
         "GCS bucket 'no-such-bucket-here' not found — start the local stack with 'python -m deploy.local up', "
         "or create the bucket ('gcloud storage buckets create gs://no-such-bucket-here'), or pass --bucket"
@@ -187,10 +187,10 @@ def test_missing_bucket_fails_before_anything_is_published(pubsub_settings: Sett
 
 
 def test_a_job_id_cannot_be_reused(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    run_job(synthetic_video, ProducerOptions(job_id="once", max_frames=2), pubsub_settings)
+    run_job(synthetic_video, job_options(job_id="once", max_frames=2), pubsub_settings)
     assert len(pull_all(pubsub_settings, expected=2)) == 2
     with pytest.raises(JobExistsError) as caught:
-        run_job(synthetic_video, ProducerOptions(job_id="once", max_frames=2), pubsub_settings)
+        run_job(synthetic_video, job_options(job_id="once", max_frames=2), pubsub_settings)
     assert str(caught.value) == (
         f"job 'once' already exists (gs://{pubsub_settings.bucket}/jobs/once/manifest.json) — "
         "choose another --job-id, or omit it to generate a new one"
@@ -205,7 +205,7 @@ def test_a_stop_before_the_first_frame_gives_a_stopped_job_with_no_frames(
 ) -> None:
     stop = StopRequest()
     stop.request("asked to stop")
-    report = run_job(synthetic_video, ProducerOptions(job_id="never-started"), pubsub_settings, stop=stop)
+    report = run_job(synthetic_video, job_options(job_id="never-started"), pubsub_settings, stop=stop)
     assert (report.state, report.frames_published, report.frames_decoded) == ("stopped", 0, 0)
     manifest = read_manifest(pubsub_settings, "never-started")
     assert (manifest.state, manifest.frames_published, manifest.first_timestamp_us) == ("stopped", 0, None)

@@ -22,11 +22,10 @@ import pytest
 from framecontract.message import FrameAttributes
 from framecontract.settings import Settings
 from producer.job import JobClients, run_job
-from producer.options import ProducerOptions
 from producer.publishing import PublishLimits
 from producer.sampling import TimestampSampler
 from producer.sources import open_video_file
-from tests.producer.helpers import decode_jpeg, pull_all, read_manifest, write_synthetic_video
+from tests.producer.helpers import decode_jpeg, job_options, pull_all, read_manifest, write_synthetic_video
 from tests.producer.mjpeg_server import MjpegServer, closest_frame, vtest_jpegs
 from tests.producer.test_cli import REPO, producer_env
 
@@ -50,7 +49,7 @@ def test_mjpeg_camera_drops_the_connection_and_the_job_reconnects(
     pubsub_settings: Settings, camera_jpegs: list[bytes]
 ) -> None:
     with MjpegServer(camera_jpegs, fps=25, drop_first_after=10, credentials=("viewer", PASSWORD)) as camera:
-        report = run_job(camera.url("viewer", PASSWORD), ProducerOptions(job_id="cam-reconnect", max_frames=25),
+        report = run_job(camera.url("viewer", PASSWORD), job_options(job_id="cam-reconnect", max_frames=25),
                          pubsub_settings)
         assert camera.connections == 2 and camera.unauthorized == 0
 
@@ -85,7 +84,7 @@ def test_an_unreachable_camera_fails_before_a_job_exists(pubsub_settings: Settin
     from producer.live import StreamUnavailableError
 
     with pytest.raises(StreamUnavailableError) as caught:
-        run_job(f"http://admin:{PASSWORD}@127.0.0.1:{port}/video", ProducerOptions(job_id="no-camera"),
+        run_job(f"http://admin:{PASSWORD}@127.0.0.1:{port}/video", job_options(job_id="no-camera"),
                 pubsub_settings)
     message = str(caught.value)
     assert message.startswith(
@@ -103,7 +102,7 @@ def test_a_camera_that_never_comes_back_fails_the_job_with_its_gap(
     from producer.live import StreamUnavailableError
 
     with MjpegServer(camera_jpegs, fps=25, drop_first_after=5, max_connections=1) as camera:
-        options = ProducerOptions(job_id="cam-gone", reconnect_timeout=1.5, policy="every-frame")
+        options = job_options(job_id="cam-gone", reconnect_timeout=1.5, policy="every-frame")
         with pytest.raises(StreamUnavailableError) as caught:
             run_job(camera.url(), options, pubsub_settings)
         assert camera.refused >= 1
@@ -172,7 +171,7 @@ def test_latest_frame_drops_the_oldest_and_counts_them(
     real = JobClients.from_settings(pubsub_settings, PublishLimits())
     clients = dataclasses.replace(real, publisher=SlowPublisher(real.publisher, 0.02))
     job_id = f"policy-{policy}"
-    report = run_job(video, ProducerOptions(job_id=job_id, policy=policy), pubsub_settings, clients=clients)
+    report = run_job(video, job_options(job_id=job_id, policy=policy), pubsub_settings, clients=clients)
 
     frames = by_index(pull_all(pubsub_settings, expected=report.frames_published))
     manifest = read_manifest(pubsub_settings, job_id)
@@ -216,7 +215,7 @@ def test_sampling_a_variable_frame_rate_file_goes_by_timestamp(pubsub_settings: 
         decoded = [f.timestamp_us for f in source.frames()]
     assert decoded == [ms * 1000 for ms in stamps], "OpenCV gives the file's own presentation times"
 
-    run_job(video, ProducerOptions(job_id="vfr", fps=10), pubsub_settings)
+    run_job(video, job_options(job_id="vfr", fps=10), pubsub_settings)
     published = [a.timestamp_us for a, _ in by_index(pull_all(pubsub_settings, expected=25))]
     sampler = TimestampSampler(10)
     assert published == [ts for ts in decoded if sampler.accept(ts)]
@@ -232,7 +231,7 @@ def test_an_image_folder_is_published_in_name_order_resized(pubsub_settings: Set
     folder.mkdir()
     for i in range(12):
         cv2.imwrite(str(folder / f"cam-{i}.jpg"), np.full((300, 400, 3), 10 + i * 20, np.uint8))
-    report = run_job(folder, ProducerOptions(job_id="folder", image_fps=4, resize="200x100"), pubsub_settings)
+    report = run_job(folder, job_options(job_id="folder", image_fps=4, resize="200x100"), pubsub_settings)
     assert report.frames_published == 12
     frames = by_index(pull_all(pubsub_settings, expected=12))
     assert [a.timestamp_us for a, _ in frames] == [i * 250_000 for i in range(12)]
@@ -246,7 +245,7 @@ def test_an_image_folder_is_published_in_name_order_resized(pubsub_settings: Set
 
 
 def test_duration_bounds_a_file_by_video_time(pubsub_settings: Settings, synthetic_video: Path) -> None:
-    report = run_job(synthetic_video, ProducerOptions(job_id="first-second", duration=1.0), pubsub_settings)
+    report = run_job(synthetic_video, job_options(job_id="first-second", duration=1.0), pubsub_settings)
     assert report.state == "complete" and report.frames_published == 12
     assert read_manifest(pubsub_settings, "first-second").last_timestamp_us == round(11 * 1e6 / 12)
 
@@ -254,7 +253,7 @@ def test_duration_bounds_a_file_by_video_time(pubsub_settings: Settings, synthet
 def test_duration_bounds_a_live_job_by_wall_clock(pubsub_settings: Settings, camera_jpegs: list[bytes]) -> None:
     with MjpegServer(camera_jpegs, fps=10) as camera:
         started = time.monotonic()
-        report = run_job(camera.url(), ProducerOptions(job_id="live-duration", duration=1.5), pubsub_settings)
+        report = run_job(camera.url(), job_options(job_id="live-duration", duration=1.5), pubsub_settings)
         elapsed = time.monotonic() - started
     assert report.state == "complete" and 1.5 <= elapsed < 8
     manifest = read_manifest(pubsub_settings, "live-duration")

@@ -49,7 +49,7 @@ def test_output_size() -> None:
     assert output_size(576, 768, 384, None) == (288, 384)
     assert output_size(320, 240, 640, None) == (320, 240), "never scaled up"
     assert output_size(3000, 10, 100, None) == (100, 1), "each side at least one pixel"
-    assert output_size(768, 576, None, "320x200") == (320, 200)
+    assert output_size(768, 576, None, (320, 200)) == (320, 200)
     assert parse_resize(" 64 X 48 ") == (64, 48)
 
 

@@ -1,4 +1,5 @@
-"""Option validation (pure): each bad value gets its exact one-line message and exit status 2."""
+"""Option validation (pure): each bad value gets its exact one-line message and exit status 2; good values
+come out typed, checked once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import pytest
 
 from producer.errors import UsageError
-from producer.options import ProducerOptions, resolve_job_id
+from producer.options import JobOptions, ProducerOptions
 
 
 @pytest.mark.parametrize(
@@ -40,13 +41,22 @@ def test_bad_option_values_are_refused_with_a_remedy(options: ProducerOptions, m
     assert caught.value.exit_code == 2
 
 
-def test_good_options_pass_unchanged() -> None:
-    options = ProducerOptions(job_id="demo-1", fps=2.5, max_frames=1, jpeg_quality=1)
-    assert options.validated() is options
+def test_good_options_come_out_typed() -> None:
+    given = ProducerOptions(job_id="demo-1", fps=2.5, max_frames=1, jpeg_quality=1, policy="latest-frame",
+                            resize=" 64 X 48 ", duration=3.0, image_fps=4.0, reconnect_timeout=float("inf"))
+    assert given.validated() == JobOptions(
+        job_id="demo-1", fps=2.5, max_frames=1, jpeg_quality=1, policy="latest-frame", max_side=None,
+        resize=(64, 48), duration=3.0, image_fps=4.0, reconnect_timeout=float("inf"))
     assert ProducerOptions(jpeg_quality=100).validated().jpeg_quality == 100
 
 
-def test_job_id_is_generated_from_the_source_name() -> None:
-    job_id = resolve_job_id(None, "/videos/My Clip.final.mp4")
+def test_the_frame_policy_defaults_by_source_kind() -> None:
+    assert ProducerOptions().validated().policy_for(live=True) == "latest-frame"
+    assert ProducerOptions().validated().policy_for(live=False) == "every-frame"
+    assert ProducerOptions(policy="every-frame").validated().policy_for(live=True) == "every-frame"
+
+
+def test_job_id_is_the_given_one_or_generated_from_the_source_name() -> None:
+    job_id = ProducerOptions().validated().job_id_for("/videos/My Clip.final.mp4")
     assert re.fullmatch(r"my-clip-final-\d{8}t\d{6}-[0-9a-f]{4}", job_id)
-    assert resolve_job_id("given", "/videos/x.mp4") == "given"
+    assert ProducerOptions(job_id="given").validated().job_id_for("/videos/x.mp4") == "given"

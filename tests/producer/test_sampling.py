@@ -1,4 +1,4 @@
-"""Sampling by timestamp (pure): even spacing, never above the target rate, contiguous indices."""
+"""Sampling by timestamp (pure): even spacing, never above the target rate (numbering: test_numbering.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from producer.sampling import SLOT_TOLERANCE_US, TimestampSampler, number_published
+from producer.sampling import SLOT_TOLERANCE_US, TimestampSampler, sampled
 
 
 def sample(timestamps_us: list[int], fps: float | None) -> list[int]:
@@ -111,14 +111,7 @@ def test_sampler_rejects_a_non_positive_target() -> None:
         TimestampSampler(0)
 
 
-def test_published_frames_get_contiguous_indices_whatever_was_skipped() -> None:
-    inputs = constant_rate(30, 2)
-    numbered = list(number_published(inputs, TimestampSampler(10), lambda ts: ts))
-    assert [index for index, _ in numbered] == list(range(20))
-    assert [ts for _, ts in numbered] == inputs[::3]
-
-
-def test_max_frames_stops_reading_the_source() -> None:
+def test_sampled_keeps_what_the_sampler_accepts_and_reads_lazily() -> None:
     consumed: list[int] = []
 
     def frames():
@@ -126,6 +119,6 @@ def test_max_frames_stops_reading_the_source() -> None:
             consumed.append(ts)
             yield ts
 
-    numbered = list(number_published(frames(), TimestampSampler(None), lambda ts: ts, max_frames=5))
-    assert [index for index, _ in numbered] == [0, 1, 2, 3, 4]
-    assert len(consumed) == 5, "no frame is decoded after the last one needed"
+    kept = sampled(frames(), TimestampSampler(10), lambda ts: ts)
+    assert [next(kept) for _ in range(5)] == constant_rate(30, 10)[:13:3]
+    assert len(consumed) == 13, "no frame is decoded before it is needed"

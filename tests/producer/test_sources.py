@@ -23,7 +23,7 @@ def test_every_frame_is_decoded_with_its_presentation_timestamp(tmp_path: Path, 
         assert source.timestamps.fallback_reason is None
     assert (info.kind, info.clock, info.fps, info.frame_count) == ("file", "stream", 12.5, 30)
     assert (info.width, info.height) == SYNTHETIC_SIZE
-    assert [f.decode_index for f in frames] == list(range(30))
+    assert len(frames) == 30
     assert [f.timestamp_us for f in frames] == [i * 80_000 for i in range(30)]
     assert all(f.image.shape == (SYNTHETIC_SIZE[1], SYNTHETIC_SIZE[0], 3) for f in frames)
     # the frames come out in order: frame i has the grey level written into frame i
