@@ -2,7 +2,7 @@
 # The worker image's entrypoint: gunicorn with the worker's own settings (worker/gunicorn_conf.py).
 #
 # Usage: docker run -e PORT=8080 -e WEB_CONCURRENCY=2 -e WORKER_MAX_IN_FLIGHT=15 IMAGE   # serve the worker
-#        docker run IMAGE python -m deploy.assets path nanodet                          # any other command
+#        docker run IMAGE ls -l /opt/frame-fanout/models                                # any other command
 #
 # worker/gunicorn_conf.py reads PORT (Cloud Run sets it; 8080), WEB_CONCURRENCY (processes; default one
 # per CPU), WORKER_MAX_IN_FLIGHT (requests admitted per process; threads = that + 4 spare) and GUNICORN_TIMEOUT

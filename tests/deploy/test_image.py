@@ -6,12 +6,14 @@ Usage::
     .venv/bin/python -m pytest -m image_install                  # only the fresh-venv install
 
 The install test copies what the Dockerfile's build stage copies, runs deploy/install-runtime.sh (the very
-script the Dockerfile runs) into a fresh venv, and starts the image's entrypoint with that venv: the
-app must answer ``/readyz`` with the real PeekingDuck pipeline and model.
+script the Dockerfile runs) into a fresh venv, checks that the venv holds the worker and nothing of the
+other programs (no PyAV, producer, collector, deploy, loadtest or test tools), and starts the image's
+entrypoint with that venv: the app must answer ``/readyz`` with the real PeekingDuck pipeline and model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +34,11 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 SCRIPTS = sorted((REPO / "deploy").glob("*.sh"))
 IMAGE_CACHE = Path("/opt/frame-fanout")
+IMAGE_PACKAGES = ("framecontract/", "worker/")
+"""The project's packages in the image: the worker and the contract, nothing else."""
+NOT_IN_IMAGE = ("producer", "collector", "loadtest", "deploy", "av", "locust", "pytest", "matplotlib",
+                "gcp_storage_emulator", "hypothesis", "fastapi")
+"""Modules the worker image must not hold: the other programs, PyAV (the collector's), the dev tools."""
 
 
 def tool(name: str, package: str) -> str:
@@ -96,11 +103,15 @@ def test_dockerfile_structure() -> None:
     build = " ".join(s["build"])
     assert "install-runtime.sh deps /opt/venv/bin/python ." in build
     assert "install-runtime.sh project /opt/venv/bin/python ." in build
-    for needed in ("pyproject.toml", "constraints.txt", "README.md", "framecontract/", "worker/", "deploy/"):
+    for needed in ("pyproject.toml", "constraints.txt", "README.md", "deploy/install-runtime.sh", *IMAGE_PACKAGES):
         assert needed in copied_sources(s["build"]), f"build stage does not copy {needed}"
+    packages = [source for source in copied_sources(s["build"]) if (REPO / source).is_dir()]
+    assert packages == list(IMAGE_PACKAGES), f"build stage copies {packages}: the worker image holds only the worker"
     for source in copied_sources(s["model"]) + copied_sources(s["build"]) + copied_sources(s["runtime"]):
         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
         assert dockerignore_allows(source), f"COPY {source}: excluded by .dockerignore"
+    for other in ("producer/", "collector/", "loadtest/", "tests/", "deploy/local.py", "deploy/gcp/"):
+        assert not dockerignore_allows(other), f".dockerignore lets {other} into the worker image's build context"
     assert "python -m deploy.assets fetch nanodet ssd_oid ssd_oid_labels" in " ".join(s["model"])
     assert asset_file("ssd_oid", IMAGE_CACHE).parent == asset_file("nanodet", IMAGE_CACHE).parent
     runtime = " ".join(s["runtime"])
@@ -172,6 +183,25 @@ def entrypoint(tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
                 proc.wait()
 
 
+def check_only_the_worker_is_installed(python: Path, run_dir: Path) -> None:
+    """The venv has none of :data:`NOT_IN_IMAGE`, and the project's files in it are framecontract/ and worker/."""
+    probe = """
+import importlib.metadata, importlib.util, json, sys
+present = [name for name in sys.argv[1:] if importlib.util.find_spec(name) is not None]
+files = importlib.metadata.distribution("frame-fanout").files or []
+tops = sorted({f.parts[0] for f in files if f.suffix == ".py" and len(f.parts) > 1})
+print(json.dumps({"present": present, "packages": tops}))
+"""
+    proc = subprocess.run([str(python), "-c", probe, *NOT_IN_IMAGE], cwd=run_dir, capture_output=True, text=True,
+                          check=True)
+    found = json.loads(proc.stdout)
+    assert found["present"] == [], f"the worker image's venv holds {found['present']}"
+    assert found["packages"] == [p.rstrip("/") for p in IMAGE_PACKAGES]
+    scripts = sorted(path.name for path in python.parent.iterdir())
+    assert "collector" not in scripts, "the collector's console script is in the worker image (without its package)"
+    assert "gunicorn" in scripts
+
+
 @pytest.mark.image_install
 def test_runtime_install_in_a_fresh_venv_serves_readyz(tmp_path: Path, built_context: Path, model_cache: Path,
                                                        entrypoint: list[subprocess.Popen]) -> None:
@@ -189,6 +219,7 @@ def test_runtime_install_in_a_fresh_venv_serves_readyz(tmp_path: Path, built_con
     where = subprocess.run([str(python), "-c", "import worker.app; print(worker.app.__file__)"], cwd=run_dir,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).is_relative_to(venv), f"worker.app imported from {where}, not from the fresh venv"
+    check_only_the_worker_is_installed(python, run_dir)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PUBSUB_", "STORAGE_", "GOOGLE_", "FRAMES_"))}
