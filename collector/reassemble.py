@@ -39,6 +39,7 @@ from collector.errors import CollectorError
 from collector.outputs import OutputPaths, prepare_outputs
 from collector.plan import (
     JobListing,
+    ListedObject,
     Slot,
     Timeline,
     format_ranges,
@@ -59,6 +60,10 @@ from collector.timerange import (
 )
 from collector.video import DEFAULT_PRESET, VideoEncoder, draw_missing_marker, from_i420, to_i420
 from framecontract.manifest import Manifest
+from framecontract.records import MAX_RECORD_BYTES, DetectionsRecord, ErrorRecord, InvalidRecordError
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+"""Largest annotated JPEG a reassembly downloads (the listing gives its size first)."""
 
 __all__ = ["OutputPaths", "ReassembleOptions", "prepare_outputs", "reassemble", "summary_paragraph"]
 
@@ -97,13 +102,16 @@ class ReassembleOptions:
     time_to: TimePoint | None = None
 
 
+SlotRecord = DetectionsRecord | ErrorRecord
+
+
 @dataclass
 class Downloaded:
     """One slot's objects, as bytes (the I/O half of a fetch)."""
 
     slot: Slot
     data: bytes | None = None
-    record: dict[str, Any] | None = None
+    record: SlotRecord | None = None
     problem: str | None = None
 
 
@@ -113,28 +121,57 @@ class Fetched:
 
     slot: Slot
     planes: np.ndarray | None = None
-    record: dict[str, Any] | None = None
+    record: SlotRecord | None = None
     problem: str | None = None
 
 
+class UnreadableResultError(ValueError):
+    """One result object that cannot be used: it becomes one ``unreadable`` frame, never an abort."""
+
+
+def read_record(store: JobStore, listed: ListedObject, record_type: type[SlotRecord], slot: Slot) -> SlotRecord:
+    """Download and parse one record of ``slot``'s frame; :class:`UnreadableResultError` with the reason."""
+    if listed.size > MAX_RECORD_BYTES:
+        raise UnreadableResultError(f"{record_type.kind} record is {listed.size} bytes; at most {MAX_RECORD_BYTES}")
+    try:
+        record = record_type.from_json(store.download(listed.name))
+    except InvalidRecordError as exc:
+        raise UnreadableResultError(str(exc)) from None
+    assert slot.result is not None
+    if not record.belongs_to(_job_of(listed.name), slot.frame_index, slot.result.timestamp_us):
+        raise UnreadableResultError(f"{record_type.kind} record names another frame "
+                                    f"({record.job_id} #{record.frame_index} at {record.timestamp_us} µs)")
+    return record
+
+
+def _job_of(name: str) -> str:
+    """The job id in a result name ``jobs/<job>/...``."""
+    return name.split("/", 2)[1]
+
+
 def download_slot(store: JobStore, slot: Slot) -> Downloaded:
-    """Download what a slot needs: detections JSON + annotated JPEG for a frame, the record for an error."""
+    """Download what a slot needs: detections record + annotated JPEG for a frame, the record for an error.
+
+    Anything wrong with one object (gone, too large, not a valid record, a record naming another
+    frame) makes this slot ``unreadable`` with the reason; the reassembly goes on.
+    """
     result = slot.result
     if slot.kind == "missing" or result is None:
         return Downloaded(slot)
-    if slot.kind == "error":
-        assert result.error is not None
-        try:
-            return Downloaded(slot, record=json.loads(store.download(result.error.name)))
-        except Exception as exc:
-            return Downloaded(slot, problem=f"error record unreadable: {_one_line(exc)}")
-    assert result.image is not None and result.detections is not None
     try:
-        record = json.loads(store.download(result.detections.name))
-        data = store.download(result.image.name)
+        if slot.kind == "error":
+            assert result.error is not None
+            return Downloaded(slot, record=read_record(store, result.error, ErrorRecord, slot))
+        assert result.image is not None and result.detections is not None
+        record = read_record(store, result.detections, DetectionsRecord, slot)
+        if result.image.size > MAX_IMAGE_BYTES:
+            raise UnreadableResultError(f"annotated JPEG is {result.image.size} bytes; at most {MAX_IMAGE_BYTES}")
+        return Downloaded(slot, data=store.download(result.image.name), record=record)
+    except UnreadableResultError as exc:
+        what = "error record unreadable" if slot.kind == "error" else "result unreadable"
+        return Downloaded(slot, problem=f"{what}: {exc}")
     except Exception as exc:
         return Downloaded(slot, problem=f"download failed: {_one_line(exc)}")
-    return Downloaded(slot, data=data, record=record)
 
 
 def decode_downloaded(downloaded: Downloaded) -> Fetched:
@@ -291,19 +328,20 @@ class _VideoSink:
 
 def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> dict[str, Any]:
     """One JSONL line: the frame, where it is in the video, and its detections (``None`` for holes)."""
-    slot, record = fetched.slot, fetched.record or {}
+    slot, record = fetched.slot, fetched.record
     line: dict[str, Any] = {
         "frame_index": slot.frame_index,
         "timestamp_us": slot.timestamp_us,
         "status": status,
         "video_frame": video_frame,
-        "detections": record.get("detections") if status == "ok" else None,
+        "detections": None,
     }
-    if status == "ok":
-        line.update({k: record.get(k) for k in ("width", "height", "model", "image")})
+    if status == "ok" and isinstance(record, DetectionsRecord):
+        line["detections"] = [d.to_dict() for d in record.detections]
+        line.update({"width": record.width, "height": record.height, "model": record.model, "image": record.image})
     elif status == "error":
-        line["error"] = record.get("reason") or fetched.problem
-        line["error_class"] = record.get("error_class")
+        line["error"] = record.reason if isinstance(record, ErrorRecord) else fetched.problem
+        line["error_class"] = record.error_class if isinstance(record, ErrorRecord) else None
     elif status == "unreadable":
         line["error"] = fetched.problem
     return line
@@ -494,13 +532,13 @@ def _write(
                 else:
                     status = {"error": "error", "missing": "missing"}.get(slot.kind, "unreadable")
                     if status == "error":
-                        record = fetched.record or {}
+                        record = fetched.record if isinstance(fetched.record, ErrorRecord) else None
                         report.errors.append(
                             {
                                 "frame_index": slot.frame_index,
                                 "timestamp_us": slot.timestamp_us,
-                                "error_class": record.get("error_class"),
-                                "reason": record.get("reason") or fetched.problem,
+                                "error_class": record.error_class if record else None,
+                                "reason": record.reason if record else fetched.problem,
                             }
                         )
                     elif status == "unreadable":

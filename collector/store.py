@@ -86,7 +86,6 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Settings, check_bucket: bool = True) -> JobStore:
         """Client from :func:`framecontract.clients.make_storage_client`; checks the bucket exists."""
-        settings.apply_emulator_env()
         try:
             client = make_storage_client(settings)
             emulator = bool(settings.storage_emulator_host)

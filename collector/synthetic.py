@@ -12,13 +12,13 @@ returning a wrong index. The rest of the frame is a gradient with a moving disc 
 digits, so that the encoder sees ordinary moving content.
 
 :func:`seed_job` writes a job the way the producer and the worker do (manifest via
-:class:`framecontract.manifest.Manifest`, annotated JPEG and detections JSON per
-docs/contract.md under :func:`framecontract.layout.result_name`, error records) in shuffled order.
+:class:`framecontract.manifest.Manifest`, annotated JPEG, and the records through
+:mod:`framecontract.records`, the types the worker writes, under
+:func:`framecontract.layout.result_name`) in shuffled order.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -26,9 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from framecontract import SCHEMA_VERSION
 from framecontract.layout import manifest_name, result_name
-from framecontract.manifest import Manifest, utc_now_iso
+from framecontract.manifest import Manifest
+from framecontract.records import Detection, DetectionsRecord, ErrorRecord
 
 COUNTER_BITS = 16
 
@@ -76,8 +76,8 @@ def read_counter(image: np.ndarray) -> int:
     return value
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG bytes of a BGR image."""
+def synthetic_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a synthetic BGR frame."""
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
@@ -89,36 +89,27 @@ def timestamp_of(index: int, fps: float) -> int:
     return round(index * 1_000_000 / fps)
 
 
-def detections_record(job_id: str, index: int, timestamp_us: int, width: int, height: int) -> dict[str, Any]:
-    """A detections JSON as the worker writes it (docs/contract.md), with one fake person per frame."""
+def detections_record(job_id: str, index: int, timestamp_us: int, width: int, height: int) -> DetectionsRecord:
+    """A detections record, through the type the worker writes, with one fake person per frame."""
     x = float(10 + index % 50)
-    return {
-        "schema": SCHEMA_VERSION,
-        "job_id": job_id,
-        "frame_index": index,
-        "timestamp_us": timestamp_us,
-        "width": width,
-        "height": height,
-        "image": result_name("frames", job_id, index, timestamp_us),
-        "detections": [{"label": "person", "score": 0.9, "box": [x, 20.0, x + 40.0, 120.0]}],
-        "model": "synthetic",
-        "processed_at": utc_now_iso(),
-        "latency_ms": {"decode": 0.1, "inference": 0.1, "draw": 0.1, "encode": 0.1, "store": 0.1},
-    }
+    return DetectionsRecord(
+        job_id=job_id,
+        frame_index=index,
+        timestamp_us=timestamp_us,
+        width=width,
+        height=height,
+        image=result_name("frames", job_id, index, timestamp_us),
+        detections=(Detection("person", 0.9, (x, 20.0, x + 40.0, 120.0)),),
+        model="synthetic",
+        latency_ms={"decode": 0.1, "queue": 0.0, "model": 0.1, "draw": 0.1, "encode": 0.1, "store_image": 0.1},
+        message_id=str(1000 + index),
+    )
 
 
-def error_record(job_id: str, index: int, timestamp_us: int, reason: str) -> dict[str, Any]:
-    """An error record as the worker writes it (docs/contract.md)."""
-    return {
-        "schema": SCHEMA_VERSION,
-        "job_id": job_id,
-        "frame_index": index,
-        "timestamp_us": timestamp_us,
-        "error_class": "permanent",
-        "reason": reason,
-        "message_id": str(1000 + index),
-        "recorded_at": utc_now_iso(),
-    }
+def error_record(job_id: str, index: int, timestamp_us: int, reason: str) -> ErrorRecord:
+    """An error record, through the type the worker writes."""
+    return ErrorRecord(job_id=job_id, frame_index=index, timestamp_us=timestamp_us, reason=reason,
+                       message_id=str(1000 + index))
 
 
 def synthetic_manifest(
@@ -202,11 +193,10 @@ def seed_job(
     for kind, (index, ts) in uploads:
         name = result_name(kind, job_id, index, ts)  # type: ignore[arg-type]
         if kind == "frames":
-            data, content_type = encode_jpeg(counter_frame(index, width, height)), "image/jpeg"
+            data, content_type = synthetic_jpeg(counter_frame(index, width, height)), "image/jpeg"
         elif kind == "detections":
-            data = json.dumps(detections_record(job_id, index, ts, width, height))
-            content_type = "application/json"
+            data, content_type = detections_record(job_id, index, ts, width, height).to_json(), "application/json"
         else:
-            data, content_type = json.dumps(error_record(job_id, index, ts, errors[index])), "application/json"
+            data, content_type = error_record(job_id, index, ts, errors[index]).to_json(), "application/json"
         bucket.blob(name).upload_from_string(data, content_type=content_type)
     return manifest

@@ -41,7 +41,6 @@ from deploy.emulators import (
 )
 from deploy.stack_config import (
     PUBSUB,
-    READY_PATH,
     STOP_ORDER,
     STORAGE,
     WORKERS,
@@ -53,12 +52,11 @@ from deploy.stack_config import (
     dead_letter_subscription_request,
     gunicorn_command,
     push_subscription_request,
-    settings_env,
     stack_settings,
-    topic_path,
 )
 from framecontract import settings as fc_settings
-from framecontract.settings import Settings
+from framecontract.endpoints import READY_PATH
+from framecontract.settings import Settings, topic_path
 
 Say = Callable[[str], None]
 
@@ -93,7 +91,7 @@ class StackHandle:
         if self.settings is None:
             raise StackError(f"the stack in {self.stack_dir} did not finish starting; no settings")
         env = dict(os.environ if base is None else base)
-        env.update(settings_env(self.settings))
+        env.update(self.settings.to_env())
         env.update({"FRAME_FANOUT_SETTINGS": str(self.settings_file), "FRAME_FANOUT_STACK": str(self.stack_dir)})
         return env
 
@@ -308,7 +306,7 @@ def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settin
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env = dict(os.environ)
-    env.update(settings_env(settings))
+    env.update(settings.to_env())
     env.update({
         "FRAME_FANOUT_STACK": str(stack_dir),
         "FRAME_FANOUT_SETTINGS": str(settings_file),

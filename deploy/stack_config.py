@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from framecontract.settings import Settings
+from framecontract.endpoints import PUSH_PATH
+from framecontract.settings import Settings, subscription_path, topic_path
 
 STATE_FILE = "stack.json"
 STATE_VERSION = 1
 DEFAULT_APP = "worker.app:create_app()"
-PUSH_PATH = "/pubsub/push"
-READY_PATH = "/readyz"
 RETRY_MIN_BACKOFF_S = 1
 RETRY_MAX_BACKOFF_S = 10
 
@@ -96,14 +95,6 @@ def validate(config: StackConfig) -> None:
         raise StackConfigError("; ".join(problems))
 
 
-def topic_path(project: str, topic: str) -> str:
-    return f"projects/{project}/topics/{topic}"
-
-
-def subscription_path(project: str, subscription: str) -> str:
-    return f"projects/{project}/subscriptions/{subscription}"
-
-
 def push_endpoint(worker_url: str) -> str:
     return worker_url.rstrip("/") + PUSH_PATH
 
@@ -164,13 +155,6 @@ def stack_settings(config: StackConfig, pubsub_host: str, storage_url: str, work
         storage_emulator_host=storage_url,
         worker_url=worker_url,
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables ``framecontract.settings.load_settings`` reads, from ``settings``."""
-    from framecontract.settings import ENV_VARS
-
-    return {var: str(getattr(settings, name)) for name, var in ENV_VARS.items() if getattr(settings, name)}
 
 
 @dataclass

@@ -4,6 +4,11 @@ Usage::
 
     storage_client = make_storage_client(settings)
     publisher = make_publisher(settings)
+    subscriber = make_subscriber(settings)
+
+The emulator hosts are passed to each client explicitly (an ``api_endpoint`` for storage, a
+plaintext gRPC channel for Pub/Sub); nothing here reads or writes the process environment's
+``*_EMULATOR_HOST`` variables, so two settings in one process reach two different stacks.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ def make_storage_client(settings: Settings) -> Any:
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
-    settings.apply_emulator_env()
     if settings.storage_emulator_host:
-        return storage.Client(project=settings.project, credentials=AnonymousCredentials())
+        return storage.Client(project=settings.project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": settings.storage_emulator_host})
     try:
         return storage.Client(project=settings.project)
     except DefaultCredentialsError:
@@ -45,8 +50,35 @@ def make_publisher(settings: Settings, **kwargs: Any) -> Any:
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import pubsub_v1
 
-    settings.apply_emulator_env()
+    if settings.pubsub_emulator_host:
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+        kwargs["transport"] = PublisherGrpcTransport(channel=_emulator_channel(settings.pubsub_emulator_host))
     try:
         return pubsub_v1.PublisherClient(**kwargs)
     except DefaultCredentialsError:
         raise NoCredentialsError() from None
+
+
+def make_subscriber(settings: Settings, **kwargs: Any) -> Any:
+    """A ``google.cloud.pubsub_v1.SubscriberClient`` (emulator when ``pubsub_emulator_host`` is set)."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import pubsub_v1
+
+    if settings.pubsub_emulator_host:
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        kwargs["transport"] = SubscriberGrpcTransport(channel=_emulator_channel(settings.pubsub_emulator_host))
+    try:
+        return pubsub_v1.SubscriberClient(**kwargs)
+    except DefaultCredentialsError:
+        raise NoCredentialsError() from None
+
+
+def _emulator_channel(host: str) -> Any:
+    """A plaintext gRPC channel to the emulator, with the limits the client library sets on its own channels."""
+    import grpc
+
+    return grpc.insecure_channel(host, options=[("grpc.max_send_message_length", -1),
+                                                ("grpc.max_receive_message_length", -1),
+                                                ("grpc.keepalive_time_ms", 30000)])

@@ -31,6 +31,12 @@ from framecontract.jobid import validate_job_id
 
 JOBS_PREFIX = "jobs/"
 SHARD_HEX_DIGITS = 1
+FRAME_INDEX_DIGITS = 9
+TIMESTAMP_DIGITS = 20
+MAX_FRAME_INDEX = 10**FRAME_INDEX_DIGITS - 1
+"""Largest frame index a name can hold (999,999,999: 11 years of 25 fps video)."""
+MAX_TIMESTAMP_US = 10**TIMESTAMP_DIGITS - 1
+"""Largest timestamp a name can hold (far beyond any wall clock in µs since the epoch)."""
 SHARDS = tuple(f"{i:x}" for i in range(16 ** SHARD_HEX_DIGITS))
 
 ResultKind = Literal["frames", "detections", "errors", "payloads"]
@@ -38,7 +44,8 @@ _SUFFIX: dict[str, str] = {"frames": ".jpg", "detections": ".json", "errors": ".
 
 _RESULT_NAME = re.compile(
     r"jobs/(?P<job>[a-z0-9][a-z0-9-]{0,62})/(?P<kind>frames|detections|errors|payloads)/"
-    rf"(?P<shard>[0-9a-f]{{{SHARD_HEX_DIGITS}}})/(?P<ts>\d{{20}})-(?P<idx>\d{{9}})\.(?P<ext>jpg|json)"
+    rf"(?P<shard>[0-9a-f]{{{SHARD_HEX_DIGITS}}})/(?P<ts>[0-9]{{{TIMESTAMP_DIGITS}}})-(?P<idx>[0-9]{{{FRAME_INDEX_DIGITS}}})"
+    r"\.(?P<ext>jpg|json)"
 )
 
 
@@ -60,9 +67,9 @@ def shard_of(job_id: str, frame_index: int) -> str:
 
 def frame_stem(timestamp_us: int, frame_index: int) -> str:
     """``<timestamp_us:020>-<frame_index:09>``; sorts by time, then index."""
-    if timestamp_us < 0 or frame_index < 0:
-        raise ValueError("timestamp_us and frame_index must be >= 0")
-    return f"{timestamp_us:020d}-{frame_index:09d}"
+    if not (0 <= timestamp_us <= MAX_TIMESTAMP_US and 0 <= frame_index <= MAX_FRAME_INDEX):
+        raise ValueError(f"timestamp_us must be in 0..{MAX_TIMESTAMP_US} and frame_index in 0..{MAX_FRAME_INDEX}")
+    return f"{timestamp_us:0{TIMESTAMP_DIGITS}d}-{frame_index:0{FRAME_INDEX_DIGITS}d}"
 
 
 def result_name(kind: ResultKind, job_id: str, frame_index: int, timestamp_us: int) -> str:

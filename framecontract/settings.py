@@ -3,7 +3,7 @@
 Usage::
 
     settings = load_settings()           # env vars, else the local stack's settings file
-    settings.apply_emulator_env()        # so the Google client libraries find the emulators
+    client = make_storage_client(settings)   # framecontract.clients: the emulator hosts go to the client
 
 Precedence, highest first: explicit overrides (CLI flags) > environment variables > the settings
 file written by ``python -m deploy.local up`` > defaults.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,29 +33,47 @@ ENV_VARS = {
 }
 
 
+def topic_path(project: str, topic: str) -> str:
+    """``projects/<project>/topics/<topic>``."""
+    return f"projects/{project}/topics/{topic}"
+
+
+def subscription_path(project: str, subscription: str) -> str:
+    """``projects/<project>/subscriptions/<subscription>``."""
+    return f"projects/{project}/subscriptions/{subscription}"
+
+
 class SettingsError(ValueError):
     """Settings that are missing or malformed."""
 
 
-def cache_dir() -> Path:
-    """Cache for models, sample media and tool venvs: ``$FRAME_FANOUT_CACHE`` or ``~/.cache/frame-fanout``."""
-    override = os.environ.get("FRAME_FANOUT_CACHE")
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Cache for models, sample media and tool venvs: ``$FRAME_FANOUT_CACHE`` or ``~/.cache/frame-fanout``.
+
+    ``environ`` defaults to the process environment (the edge); tests pass their own.
+    """
+    env = _env(environ)
+    override = env.get("FRAME_FANOUT_CACHE")
     if override:
         return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "frame-fanout"
 
 
-def stack_dir() -> Path:
+def stack_dir(environ: Mapping[str, str] | None = None) -> Path:
     """State of the local stack (pids, logs, settings): ``$FRAME_FANOUT_STACK`` or ``<cache>/stack``."""
-    override = os.environ.get("FRAME_FANOUT_STACK")
-    return Path(override).expanduser() if override else cache_dir() / "stack"
+    override = _env(environ).get("FRAME_FANOUT_STACK")
+    return Path(override).expanduser() if override else cache_dir(environ) / "stack"
 
 
-def settings_path() -> Path:
+def settings_path(environ: Mapping[str, str] | None = None) -> Path:
     """The settings file: ``$FRAME_FANOUT_SETTINGS`` or ``<stack dir>/settings.json``."""
-    override = os.environ.get("FRAME_FANOUT_SETTINGS")
-    return Path(override).expanduser() if override else stack_dir() / "settings.json"
+    override = _env(environ).get("FRAME_FANOUT_SETTINGS")
+    return Path(override).expanduser() if override else stack_dir(environ) / "settings.json"
 
 
 @dataclass(frozen=True)
@@ -69,20 +88,18 @@ class Settings:
     storage_emulator_host: str | None = None
     worker_url: str | None = None
 
-    def apply_emulator_env(self) -> None:
-        """Export the emulator hosts so google-cloud-pubsub / -storage talk to the emulators."""
-        if self.pubsub_emulator_host:
-            os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator_host
-        if self.storage_emulator_host:
-            os.environ["STORAGE_EMULATOR_HOST"] = self.storage_emulator_host
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, for a child process (``load_settings`` reads them back)."""
+        values = dataclasses.asdict(self)
+        return {var: str(values[name]) for name, var in ENV_VARS.items() if values[name]}
 
     @property
     def topic_path(self) -> str:
-        return f"projects/{self.project}/topics/{self.topic}"
+        return topic_path(self.project, self.topic)
 
     @property
     def subscription_path(self) -> str:
-        return f"projects/{self.project}/subscriptions/{self.subscription}"
+        return subscription_path(self.project, self.subscription)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -113,12 +130,11 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in known}
 
 
-def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(overrides: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from overrides > environment > settings file > defaults."""
-    environ = dict(os.environ if environ is None else environ)
+    environ = _env(environ)
     values: dict[str, Any] = {}
-    file_override = environ.get("FRAME_FANOUT_SETTINGS")
-    values.update(read_settings_file(Path(file_override).expanduser() if file_override else settings_path()))
+    values.update(read_settings_file(settings_path(environ)))
     for name, var in ENV_VARS.items():
         if environ.get(var):
             values[name] = environ[var]

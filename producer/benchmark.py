@@ -113,7 +113,6 @@ def local_emulators() -> Iterator[tuple[Settings, Any]]:
         storage = start_storage_emulator(log_path=logs / "storage.log")
         settings = Settings(project="bench", topic="bench-frames", bucket="bench-frames",
                             pubsub_emulator_host=host_port(pubsub), storage_emulator_host=storage.url)
-        settings.apply_emulator_env()
         make_publisher(settings).create_topic(name=settings.topic_path)
         make_storage_client(settings).create_bucket(settings.bucket)
         yield settings, pubsub
@@ -243,7 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--stalled freezes the Pub/Sub emulator, so it needs --local")
     if not args.local:
         settings = load_settings()
-        settings.apply_emulator_env()
         throughput(args.video, args.repeat, args.jpeg_quality, settings, warmup=args.warmup)
         return 0
     with local_emulators() as (settings, pubsub):

@@ -140,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   resize=args.resize, duration=args.duration, image_fps=args.image_fps,
                                   reconnect_timeout=args.reconnect_timeout).validated()
         settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
-        settings.apply_emulator_env()
         source = expanded if expanded is not None and args.source == url else args.source
         report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress)
     except ProducerError as exc:

@@ -53,8 +53,8 @@ def frame_fanout_test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def pubsub_emulator(frame_fanout_test_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Google's Pub/Sub emulator on a free port for the session; yields ``"127.0.0.1:PORT"``.
 
-    Sets ``PUBSUB_EMULATOR_HOST`` for the session. Missing Java or emulator → the tests using it
-    ERROR with what to install (they are not skipped).
+    The process environment is left alone (clients get the host through ``Settings``). Missing Java or
+    emulator → the tests using it ERROR with what to install (they are not skipped).
     """
     log_path = tmp_path_factory.mktemp("pubsub-emulator") / "pubsub-emulator.log"
     problem = None
@@ -66,13 +66,9 @@ def pubsub_emulator(frame_fanout_test_env: Path, tmp_path_factory: pytest.TempPa
         problem = f"Pub/Sub emulator did not start: {exc}"
     if problem:
         pytest.fail(problem, pytrace=False)  # an ERROR, not a skip: the tests need the real emulator
-    host = host_port(proc)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PUBSUB_EMULATOR_HOST", host)
     try:
-        yield host
+        yield host_port(proc)
     finally:
-        patch.undo()
         proc.stop()
 
 
@@ -80,7 +76,7 @@ def pubsub_emulator(frame_fanout_test_env: Path, tmp_path_factory: pytest.TempPa
 def storage_emulator(frame_fanout_test_env: Path) -> Iterator[StorageEmulator]:
     """The patched in-memory GCS emulator in a thread, on a free port; ``.url``, ``.wipe()``.
 
-    Sets ``STORAGE_EMULATOR_HOST`` (``http://127.0.0.1:PORT``) for the session.
+    The process environment is left alone (clients get the URL through ``Settings``).
     """
     problem = None
     try:
@@ -89,12 +85,9 @@ def storage_emulator(frame_fanout_test_env: Path) -> Iterator[StorageEmulator]:
         problem = f"storage emulator unavailable: {exc}"
     if problem:
         pytest.fail(problem, pytrace=False)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     try:
         yield emulator
     finally:
-        patch.undo()
         emulator.stop()
 
 
@@ -115,15 +108,14 @@ def pubsub_settings(gcs_settings: Settings, pubsub_emulator: str) -> Iterator[Se
     """``gcs_settings`` + ``pubsub_emulator_host``, a created unique ``topic`` and a pull ``subscription`` on it."""
     import dataclasses
 
-    from google.cloud import pubsub_v1
+    from framecontract.clients import make_publisher, make_subscriber
 
     settings = dataclasses.replace(
         gcs_settings, pubsub_emulator_host=pubsub_emulator,
         topic=_unique("test-topic"), subscription=_unique("test-sub"),
     )
-    settings.apply_emulator_env()
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    publisher = make_publisher(settings)
+    subscriber = make_subscriber(settings)
     try:
         publisher.create_topic(name=settings.topic_path)
         subscriber.create_subscription(name=settings.subscription_path, topic=settings.topic_path)

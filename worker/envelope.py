@@ -2,7 +2,7 @@
 
 Usage::
 
-    message = parse_push_envelope(request.get_json(silent=True))
+    message = parse_push_body(request.get_data())      # InboundMessage, or BadRequestError with the reason
     message.data, message.attributes, message.message_id
 
 Production and the emulator differ in spelling (``messageId`` / ``message_id``,
@@ -14,25 +14,33 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+import json
 from typing import Any
 
 from worker.errors import BadRequestError
+from worker.handler import InboundMessage
 
 
-@dataclass(frozen=True)
-class PushMessage:
-    """One message taken out of a push envelope."""
+def parse_json_body(body: bytes, what: str) -> Any:
+    """Decode a JSON request body; :class:`BadRequestError` for anything else (deep nesting included)."""
+    if not body:
+        raise BadRequestError(f"request body is empty; expected {what}")
+    try:
+        return json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259), never guessed
+    except UnicodeDecodeError:
+        raise BadRequestError(f"request body is not UTF-8 JSON; expected {what}") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not JSON ({exc.msg} at byte {exc.pos}); expected {what}") from None
+    except RecursionError:
+        raise BadRequestError(f"request body is JSON nested too deeply; expected {what}") from None
 
-    message_id: str
-    data: bytes
-    attributes: dict[str, str] = field(default_factory=dict)
-    publish_time: str | None = None
-    subscription: str | None = None
-    delivery_attempt: int | None = None
+
+def parse_push_body(body: bytes) -> InboundMessage:
+    """The message of a push request's body (wrapped JSON envelope); :class:`BadRequestError` with a reason."""
+    return parse_push_envelope(parse_json_body(body, "a Pub/Sub push envelope"))
 
 
-def parse_push_envelope(envelope: Any) -> PushMessage:
+def parse_push_envelope(envelope: Any) -> InboundMessage:
     """Validate a decoded JSON push envelope; raise :class:`BadRequestError` with a reason."""
     if envelope is None:
         raise BadRequestError("request body is not JSON; expected a Pub/Sub push envelope")
@@ -59,7 +67,7 @@ def parse_push_envelope(envelope: Any) -> PushMessage:
     ):
         raise BadRequestError("message.attributes is not a map of strings")
     attempt = envelope.get("deliveryAttempt")
-    return PushMessage(
+    return InboundMessage(
         message_id=message_id,
         data=data,
         attributes=dict(attributes),

@@ -5,6 +5,7 @@
   so nothing is lost silently.
 - :class:`PermanentFrameError` — the frame is identifiable but can never succeed (undecodable
   image, unknown schema). An error record is stored and the message is acknowledged (204).
+  :class:`ImageTooLargeError` is the one for images larger than the limits (413 on the front door).
 - :class:`TransientError` — the trouble may pass (storage unavailable, overloaded). 503 or 429
   with ``Retry-After``: Pub/Sub backs off and redelivers.
 """
@@ -28,6 +29,10 @@ class PermanentFrameError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ImageTooLargeError(PermanentFrameError):
+    """An image whose header declares more pixels (or a longer side) than allowed. 413 on the front door."""
 
 
 class TransientError(RuntimeError):

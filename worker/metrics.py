@@ -13,6 +13,7 @@ reports its own numbers.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -26,6 +27,16 @@ PREDICTIONS = Counter("predict_requests_total", "Front-door requests, by HTTP st
 STAGE_SECONDS = Histogram("frame_stage_seconds", "Per-frame latency by stage", ["stage"], buckets=LATENCY_BUCKETS)
 REQUEST_SECONDS = Histogram("request_seconds", "Whole request latency, by route", ["route"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("requests_in_flight", "Requests admitted and not finished", multiprocess_mode="livesum")
+
+
+if TYPE_CHECKING:
+    from worker.handler import Outcome
+
+
+def record_outcome(outcome: Outcome) -> None:
+    """Count a settled frame and record its stage latencies."""
+    FRAMES.labels(outcome=outcome.status).inc()
+    observe_stages(outcome.latency_ms)
 
 
 def observe_stages(latency_ms: dict[str, float]) -> None:

@@ -14,24 +14,33 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from framecontract.layout import gs_uri, predict_name
-from worker.errors import BadRequestError, PermanentFrameError
+from worker.envelope import parse_json_body
+from worker.errors import BadRequestError, ImageTooLargeError, PermanentFrameError
+from worker.frames import ImageLimits
+from worker.imageinfo import MEDIA_TYPES
 from worker.runner import PipelineRunner
 from worker.storage import ResultStore
 
-RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
+RAW_IMAGE_TYPES = frozenset(MEDIA_TYPES)
+PREDICT_BODY = '{"name": ..., "image": "<base64>"}'
 
 
 class UnsupportedMediaTypeError(BadRequestError):
     """A body that is neither JSON nor an image type. Maps to 415."""
 
     status = 415
+
+
+class PayloadTooLargeError(BadRequestError):
+    """An image larger than the limits (bytes, pixels or side). Maps to 413."""
+
+    status = 413
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,9 @@ def parse_predict_request(content_type: str | None, body: bytes) -> PredictReque
             f"unsupported content type {media_type or '(none)'!r}; send application/json "
             f"{{\"image\": <base64>}} or one of {', '.join(sorted(RAW_IMAGE_TYPES))}"
         )
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequestError("request body is not valid JSON") from None
+    payload = parse_json_body(body, f"a JSON object like {PREDICT_BODY}")
     if not isinstance(payload, dict):
-        raise BadRequestError('request body must be a JSON object like {"name": ..., "image": "<base64>"}')
+        raise BadRequestError(f"request body must be a JSON object like {PREDICT_BODY}")
     raw = payload.get("image")
     if not isinstance(raw, str) or not raw:
         raise BadRequestError("field 'image' is missing or not a string; it must hold the base64-encoded image")
@@ -78,17 +84,27 @@ def parse_predict_request(content_type: str | None, body: bytes) -> PredictReque
 class PredictHandler:
     """Runs the pipeline on a front-door image and stores the annotated JPEG."""
 
-    def __init__(self, runner: PipelineRunner, store: ResultStore, bucket_name: str, budget_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        runner: PipelineRunner,
+        store: ResultStore,
+        bucket_name: str,
+        budget_s: float = 30.0,
+        limits: ImageLimits | None = None,
+    ) -> None:
         self.runner = runner
         self.store = store
         self.bucket_name = bucket_name
         self.budget_s = budget_s
+        self.limits = limits or ImageLimits.for_predict()
 
     def handle(self, request: PredictRequest) -> dict[str, Any]:
         try:
-            result = self.runner.process(request.image, budget_s=self.budget_s)
+            result = self.runner.process(request.image, self.budget_s, self.limits)
+        except ImageTooLargeError as exc:
+            raise PayloadTooLargeError(exc.reason) from None
         except PermanentFrameError as exc:
-            raise BadRequestError(f"'image' is not an image: {exc.reason}") from None
+            raise BadRequestError(exc.reason) from None
         name = predict_name(time.time_ns() // 1000, secrets.token_hex(8))
         started = time.perf_counter()
         self.store.create(name, result.annotated_jpeg, "image/jpeg")
@@ -97,7 +113,7 @@ class PredictHandler:
             "name": request.name,
             "width": result.width,
             "height": result.height,
-            "detections": result.detections,
+            "detections": [d.to_dict() for d in result.detections],
             "uri": gs_uri(self.bucket_name, name),
             "model": self.runner.model_name,
             "latency_ms": result.latency_ms,

@@ -4,7 +4,7 @@ Usage::
 
     runner = PipelineRunner(pipeline, max_in_flight=2)
     with runner.admit():                          # TransientError(429) at once when full
-        result = runner.process(jpeg, budget_s=30)  # TransientError(503) if it cannot start in time
+        frame = runner.process(jpeg, 30, ImageLimits.for_push())  # TransientError(503) if it cannot start in time
 
 The pipeline runs one frame at a time (one inference thread per model instance). ``admit`` bounds
 how many requests may wait for it: beyond ``max_in_flight`` a request is refused immediately with
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from worker.errors import TransientError
-from worker.frames import FrameResult, process_frame
+from worker.frames import ImageLimits, ProcessedFrame, process_frame
 from worker.metrics import IN_FLIGHT
 
 
@@ -56,7 +56,13 @@ class PipelineRunner:
             IN_FLIGHT.dec()
             self._slots.release()
 
-    def process(self, data: bytes, budget_s: float) -> FrameResult:
+    def process(
+        self,
+        data: bytes,
+        budget_s: float,
+        limits: ImageLimits | None = None,
+        expected_size: tuple[int, int] | None = None,
+    ) -> ProcessedFrame:
         """Decode, run the pipeline, encode; 503 if the pipeline cannot start within ``budget_s``.
 
         Only the pipeline itself is serialised: decoding and encoding overlap another request's
@@ -74,4 +80,4 @@ class PipelineRunner:
             finally:
                 self._lock.release()
 
-        return process_frame(data, run_exclusively)
+        return process_frame(data, run_exclusively, limits or ImageLimits.for_push(), expected_size)

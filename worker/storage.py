@@ -13,13 +13,13 @@ push handler answers 503 and Pub/Sub redelivers.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
-from worker.errors import TransientError
+from framecontract.records import DetectionsRecord, ErrorRecord
+from worker.errors import PermanentFrameError, TransientError
 
 # Bounded retries: the whole push must finish well inside the ack deadline.
 STORAGE_RETRY = Retry(
@@ -32,6 +32,10 @@ STORAGE_RETRY = Retry(
     timeout=15.0,
 )
 STORAGE_TIMEOUT_S = (5.0, 20.0)
+READINESS_PROBE_PREFIX = "jobs/.readiness-probe/"
+"""Never written: ``/readyz`` lists it and expects an empty answer."""
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+"""Largest claim-checked frame the worker downloads (its size is checked before the download)."""
 
 
 class ResultStore:
@@ -56,19 +60,46 @@ class ResultStore:
             raise TransientError(f"storage unavailable while writing {name}: {_describe(exc)}") from exc
         return True
 
-    def create_json(self, name: str, record: dict[str, Any]) -> bool:
-        return self.create(name, json.dumps(record, separators=(",", ":")), "application/json")
+    def create_record(self, name: str, record: DetectionsRecord | ErrorRecord) -> bool:
+        """Create a result record (JSON); False if it already existed."""
+        return self.create(name, record.to_json(), "application/json")
 
-    def download(self, bucket_name: str, name: str) -> bytes:
-        """Download a claim-checked payload; NotFound is returned as ``FileNotFoundError``."""
+    def download_payload(self, name: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
+        """A claim-checked frame from this bucket: its size checked first, then that generation downloaded.
+
+        ``FileNotFoundError`` if it does not exist; :class:`PermanentFrameError` if it is too large.
+        """
         try:
-            return self.bucket.client.bucket(bucket_name).blob(name).download_as_bytes(
-                timeout=STORAGE_TIMEOUT_S, retry=STORAGE_RETRY
+            blob = self.bucket.get_blob(name, timeout=STORAGE_TIMEOUT_S, retry=STORAGE_RETRY)
+            if blob is None:
+                raise FileNotFoundError(f"gs://{self.bucket.name}/{name}")
+            if blob.size is not None and blob.size > max_bytes:
+                raise PermanentFrameError(f"claim-checked payload is {blob.size} bytes; at most {max_bytes}")
+            return blob.download_as_bytes(
+                if_generation_match=blob.generation, timeout=STORAGE_TIMEOUT_S, retry=STORAGE_RETRY
             )
         except gexc.NotFound:
-            raise FileNotFoundError(f"gs://{bucket_name}/{name}") from None
+            raise FileNotFoundError(f"gs://{self.bucket.name}/{name}") from None
+        except (FileNotFoundError, PermanentFrameError):
+            raise
         except Exception as exc:  # noqa: BLE001
             raise TransientError(f"storage unavailable while reading {name}: {_describe(exc)}") from exc
+
+    def check_reachable(self) -> str | None:
+        """``None`` if the bucket answers, else why not (for ``/readyz``).
+
+        A listing of a prefix that holds nothing: it proves the bucket exists and is readable with the
+        worker's own (object-level) permissions, and costs the same whatever the bucket holds.
+        """
+        try:
+            found = self.bucket.client.list_blobs(self.bucket.name, prefix=READINESS_PROBE_PREFIX, max_results=1,
+                                                  timeout=(2.0, 5.0), retry=None)
+            list(found)
+        except gexc.NotFound:
+            return f"storage unreachable: NotFound: bucket {self.bucket.name!r} does not exist"
+        except Exception as exc:  # noqa: BLE001
+            return f"storage unreachable: {_describe(exc)}"
+        return None
 
 
 def _describe(exc: BaseException) -> str:

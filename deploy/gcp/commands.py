@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from deploy.gcp.options import DeployOptions, Names, validate
+from framecontract.endpoints import PUSH_PATH, READY_PATH
 
 Action = Literal["up", "down"]
 Mode = Literal["run", "ensure", "remove"]
@@ -38,8 +39,6 @@ FRONTDOOR_URL = "<FRONTDOOR_URL>"
 LIFECYCLE_FILE = "<LIFECYCLE_FILE>"
 PLACEHOLDERS = (PROJECT_NUMBER, WORKER_URL, FRONTDOOR_URL, LIFECYCLE_FILE)
 
-PUSH_PATH = "/pubsub/push"
-READY_PATH = "/readyz"
 STARTUP_PROBE_PERIOD_S = 2
 STARTUP_PROBE_FAILURES = 60
 """The startup probe allows 2 s x 60 = 120 s for the model to load and warm up."""

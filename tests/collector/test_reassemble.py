@@ -10,7 +10,7 @@ import pytest
 from collector.errors import CollectorError
 from collector.reassemble import ReassembleOptions, ordered_window, prepare_outputs, reassemble, summary_paragraph
 from collector.store import JobStore
-from collector.synthetic import encode_jpeg, seed_job
+from collector.synthetic import seed_job, synthetic_jpeg
 from framecontract.clients import make_storage_client
 from framecontract.layout import result_name
 from framecontract.settings import Settings
@@ -183,4 +183,32 @@ def test_ordered_window_keeps_order_and_bounds_what_is_in_flight() -> None:
 def encode_jpeg_counter(index: int) -> bytes:
     from collector.synthetic import counter_frame
 
-    return encode_jpeg(counter_frame(index, 320, 240))
+    return synthetic_jpeg(counter_frame(index, 320, 240))
+
+
+@pytest.mark.parametrize(
+    ("bad_record", "reason"),
+    [
+        (b'{"schema": "1", "job_id": "bad", "frame_index": "three"}',
+         "result unreadable: detections record: field 'frame_index' must be an integer >= 0, got \"three\""),
+        (b"\xff\xfe not utf-8 \xff", "result unreadable: detections record is not UTF-8 text"),
+        (b"[" * 100_000, "result unreadable: detections record is nested too deeply to be one"),
+        (None, "result unreadable: detections record names another frame (bad #5 at 500000 µs)"),
+    ],
+)
+def test_one_bad_detections_object_is_one_unreadable_frame(store: JobStore, bucket, tmp_path: Path,
+                                                           bad_record: bytes | None, reason: str) -> None:
+    from collector.synthetic import detections_record
+
+    seed_job(bucket, "bad", range(6), fps=10.0)
+    if bad_record is None:  # a valid record, written under frame 3's name (a pre-created result)
+        bad_record = detections_record("bad", 5, 500_000, 320, 240).to_json().encode()
+    bucket.blob(result_name("detections", "bad", 3, 300_000)).upload_from_string(bad_record)
+    outputs = prepare_outputs(tmp_path / "bad.mp4")
+    report = reassemble(store, ReassembleOptions("bad", workers=2, window=4), outputs)
+    assert report.unreadable == [{"frame_index": 3, "reason": reason}]
+    assert report.frames_from_results == 5 and report.frames_written == 6  # held over the unreadable one
+    lines = read_jsonl(outputs.detections)
+    assert [(line["frame_index"], line["status"]) for line in lines] == [
+        (0, "ok"), (1, "ok"), (2, "ok"), (3, "unreadable"), (4, "ok"), (5, "ok")]
+    assert lines[3]["error"] == reason

@@ -28,6 +28,9 @@ from producer.options import JobOptions, ProducerOptions
 SYNTHETIC_SIZE = (160, 120)
 """(width, height) of synthetic clips."""
 
+WAIT_S = 30.0
+"""How long a test waits for an event or a state before failing: only something broken waits this long."""
+
 
 def job_options(**given: Any) -> JobOptions:
     """``ProducerOptions(**given)``, checked as the command line checks them: what ``run_job`` takes."""
@@ -68,10 +71,9 @@ def pull_all(settings: Settings, expected: int | None = None, deadline_s: float 
     Keeps pulling for up to ``deadline_s`` while fewer than ``expected`` have arrived; then one more
     pull must come back empty, so extra (duplicate) messages are seen too.
     """
-    from google.cloud import pubsub_v1
+    from framecontract.clients import make_subscriber
 
-    settings.apply_emulator_env()
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = make_subscriber(settings)
     pulled: list[Pulled] = []
     deadline = time.monotonic() + deadline_s
     try:

@@ -1,10 +1,11 @@
 import base64
+import json
 
 import pytest
 
-from worker.envelope import parse_push_envelope
+from worker.envelope import parse_push_body, parse_push_envelope
 from worker.errors import BadRequestError
-from worker.push import identify_frame
+from worker.handler import InboundMessage
 
 
 def envelope(**message) -> dict:
@@ -54,22 +55,23 @@ def test_malformed_envelopes_are_400_with_a_reason(body, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("attributes", "reason"),
+    ("body", "reason"),
     [
-        ({}, "missing attribute(s): job_id, frame_index, timestamp_us"),
-        ({"job_id": "a", "frame_index": "1"}, "missing attribute(s): timestamp_us"),
-        ({"job_id": "A", "frame_index": "1", "timestamp_us": "0"},
-         "invalid job id 'A': upper-case letters are not allowed"),
-        ({"job_id": "a", "frame_index": "x", "timestamp_us": "0"}, "attribute frame_index='x' is not an integer"),
-        ({"job_id": "a", "frame_index": "1", "timestamp_us": "-5"}, "attribute timestamp_us=-5 is below 0"),
+        (b"", "request body is empty; expected a Pub/Sub push envelope"),
+        (b"{", "request body is not JSON (Expecting property name enclosed in double quotes at byte 1); "
+               "expected a Pub/Sub push envelope"),
+        (b'{"message": "\xff"}', "request body is not UTF-8 JSON; expected a Pub/Sub push envelope"),
+        (b"[" * 100_000 + b"]" * 100_000, "request body is JSON nested too deeply; expected a Pub/Sub push envelope"),
+        (b"null", "request body is not JSON; expected a Pub/Sub push envelope"),
     ],
 )
-def test_unidentifiable_frames_are_bad_requests(attributes: dict, reason: str) -> None:
+def test_push_bodies_that_are_not_json_envelopes_are_400_with_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(BadRequestError) as err:
-        identify_frame(attributes)
+        parse_push_body(body)
     assert err.value.reason == reason
 
 
-def test_identify_frame() -> None:
-    ident = identify_frame({"job_id": "a", "frame_index": "3", "timestamp_us": "300"})
-    assert (ident.job_id, ident.frame_index, ident.timestamp_us) == ("a", 3, 300)
+def test_a_push_body_parses_to_the_inbound_message() -> None:
+    message = parse_push_body(json.dumps(envelope()).encode())
+    assert isinstance(message, InboundMessage)
+    assert (message.message_id, message.data, message.attributes) == ("1", b"jpeg", {"job_id": "a"})

@@ -483,18 +483,14 @@ def test_verify_on_a_disabled_verifier_is_a_programming_error() -> None:
         PushAuthVerifier(PushAuthConfig()).verify(None)
 
 
-# --- app level (run once worker/app.py wires WorkerConfig.push_auth) ----------------------------
+# --- app level ----------------------------------------------------------------------------------
 
 
-def _app_has_push_auth() -> bool:
-    from worker.app import WorkerConfig
+def blank_attributes(index: int) -> dict[str, str]:
+    """Attributes of frame ``index`` of job-auth, sized as ``blank_jpeg()`` (64x48)."""
+    from tests.worker.conftest import frame_attributes
 
-    return "push_auth" in {f.name for f in dataclasses.fields(WorkerConfig)}
-
-
-needs_app_wiring = pytest.mark.skipif(
-    not _app_has_push_auth(), reason="worker/app.py does not wire push auth yet (no WorkerConfig.push_auth)"
-)
+    return frame_attributes("job-auth", index, width=64, height=48)
 
 
 class StubPipeline:
@@ -525,20 +521,18 @@ def _objects(gcs_settings) -> list[str]:
     return sorted(b.name for b in client.list_blobs(gcs_settings.bucket))
 
 
-@needs_app_wiring
 def test_app_accepts_a_valid_token_and_processes_the_frame(gcs_settings, cert_server, google_key) -> None:
-    from tests.worker.conftest import blank_jpeg, frame_attributes, push_envelope
+    from tests.worker.conftest import blank_jpeg, push_envelope
 
     client, stub = _app(gcs_settings, config_for(cert_server.url))
     response = client.post(
-        "/pubsub/push", json=push_envelope(blank_jpeg(), frame_attributes("job-auth", 0)),
+        "/pubsub/push", json=push_envelope(blank_jpeg(), blank_attributes(0)),
         headers={"Authorization": bearer(sign(google_key, claims()))},
     )
     assert response.status_code == 204, response.get_data(as_text=True)
     assert stub.calls == 1 and len(_objects(gcs_settings)) == 2
 
 
-@needs_app_wiring
 @pytest.mark.parametrize(
     ("make_header", "status", "reason", "challenge"),
     [
@@ -551,12 +545,12 @@ def test_app_accepts_a_valid_token_and_processes_the_frame(gcs_settings, cert_se
 def test_app_refuses_before_touching_the_frame(
     gcs_settings, cert_server, google_key, make_header, status, reason, challenge
 ) -> None:
-    from tests.worker.conftest import blank_jpeg, frame_attributes, push_envelope
+    from tests.worker.conftest import blank_jpeg, push_envelope
 
     client, stub = _app(gcs_settings, config_for(cert_server.url))
     header = make_header(google_key)
     response = client.post(
-        "/pubsub/push", json=push_envelope(blank_jpeg(), frame_attributes("job-auth", 1)),
+        "/pubsub/push", json=push_envelope(blank_jpeg(), blank_attributes(1)),
         headers={"Authorization": header} if header is not None else {},
     )
     assert response.status_code == status
@@ -565,13 +559,12 @@ def test_app_refuses_before_touching_the_frame(
     assert stub.calls == 0 and _objects(gcs_settings) == []
 
 
-@needs_app_wiring
 def test_app_answers_503_with_retry_after_when_certs_are_unreachable(gcs_settings, google_key) -> None:
-    from tests.worker.conftest import blank_jpeg, frame_attributes, push_envelope
+    from tests.worker.conftest import blank_jpeg, push_envelope
 
     client, stub = _app(gcs_settings, config_for(closed_port_url()))
     response = client.post(
-        "/pubsub/push", json=push_envelope(blank_jpeg(), frame_attributes("job-auth", 2)),
+        "/pubsub/push", json=push_envelope(blank_jpeg(), blank_attributes(2)),
         headers={"Authorization": bearer(sign(google_key, claims()))},
     )
     assert response.status_code == 503
@@ -580,18 +573,16 @@ def test_app_answers_503_with_retry_after_when_certs_are_unreachable(gcs_setting
     assert stub.calls == 0
 
 
-@needs_app_wiring
 def test_app_with_auth_on_leaves_the_health_probe_open(gcs_settings, cert_server) -> None:
     client, _ = _app(gcs_settings, config_for(cert_server.url))
     assert client.get("/healthz").status_code == 200
     assert cert_server.requests == 0
 
 
-@needs_app_wiring
 def test_app_with_auth_off_accepts_tokenless_pushes_like_the_emulator_sends(gcs_settings) -> None:
-    from tests.worker.conftest import blank_jpeg, frame_attributes, push_envelope
+    from tests.worker.conftest import blank_jpeg, push_envelope
 
     client, stub = _app(gcs_settings, PushAuthConfig())
-    response = client.post("/pubsub/push", json=push_envelope(blank_jpeg(), frame_attributes("job-auth", 3)))
+    response = client.post("/pubsub/push", json=push_envelope(blank_jpeg(), blank_attributes(3)))
     assert response.status_code == 204, response.get_data(as_text=True)
     assert stub.calls == 1
