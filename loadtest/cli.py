@@ -3,7 +3,10 @@
 Usage::
 
     python -m loadtest run SCENARIO --host URL [--users N --spawn-rate R --duration S] [--out runs/]
+    python -m loadtest run SCENARIO --host http://127.0.0.1:8000 --server baseline   # a running baseline
     python -m loadtest local SCENARIO [--workers 2] [--chart PNG]     # own local stack, run, report, stop
+    python -m loadtest local SCENARIO --baseline                      # the baseline first, then the stack; one report
+    python -m loadtest baseline [--port 8000]                         # the study's server design with our model
     python -m loadtest report RUN [RUN...] [--out DIR]
     python -m loadtest pipeline --rate FPS --duration S [--workers 2 | --use-stack] [--out runs/]
     python -m loadtest validate [SCENARIO...]                         # all of loadtest/scenarios/ by default
@@ -25,6 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.checks import SERVERS
+from loadtest.profiles import CLIENT_PROFILES
 from loadtest.scenario import (
     SCENARIO_DIR,
     ScenarioError,
@@ -48,6 +53,8 @@ def _add_load_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=int, help="override load.duration_s (seconds)")
     parser.add_argument("--fps", type=float, help="override load.fps (requests/s per user; 0 = no wait)")
     parser.add_argument("--image", help="override load.image (asset name or image path)")
+    parser.add_argument("--client", choices=CLIENT_PROFILES,
+                        help="override load.client: study (no wait) or retry-after (honours Retry-After)")
     parser.add_argument("--processes", type=int, help="Locust processes (default: the scenario's, 'auto')")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run folder (default runs/)")
     parser.add_argument("--label", help="name of the run in reports (default: the run folder's name)")
@@ -60,11 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario against a host with Locust (headless, CSV, report)")
     _add_load_overrides(run)
     run.add_argument("--host", required=True, help="base URL of the front door, e.g. https://x.run.app")
+    run.add_argument("--server", choices=SERVERS, default="worker",
+                     help="what answers at --host: worker (our /predict, default) or baseline (stores nothing)")
 
     local = sub.add_parser("local", help="start a local stack, run a scenario against it, report, stop it")
     _add_load_overrides(local)
     local.add_argument("--workers", type=int, help="gunicorn worker processes (default: the scenario's, or 2)")
     local.add_argument("--chart", type=Path, help="also copy the run's chart (PNG) to this path")
+    local.add_argument("--baseline", action="store_true",
+                       help="first run the scenario against the baseline server (python -m loadtest baseline), "
+                            "then against the local stack, one after the other; one report with both")
+
+    baseline = sub.add_parser("baseline", help="the study's server design (FastAPI, 1 Uvicorn worker, model "
+                                               "called synchronously) with our model; serves until SIGINT/SIGTERM")
+    baseline.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one; default 8000)")
+    baseline.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    baseline.add_argument("--pipeline", type=Path, help="PeekingDuck pipeline file (default worker/pipeline.yml)")
 
     report = sub.add_parser("report", help="charts (PNG) and a markdown table from one or more run folders")
     report.add_argument("runs", nargs="+", type=Path)
@@ -92,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _scenario(args: argparse.Namespace) -> Any:
     scenario = load_scenario(args.scenario)
     return with_overrides(scenario, users=args.users, spawn_rate=args.spawn_rate, duration_s=args.duration,
-                          fps=args.fps, image=args.image)
+                          fps=args.fps, image=args.image, client=args.client)
 
 
 @contextlib.contextmanager
@@ -124,7 +142,7 @@ def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path])
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.runner import execute, plan_run
 
-    plan = plan_run(_scenario(args), args.host, args.out, processes=args.processes)
+    plan = plan_run(_scenario(args), args.host, args.out, processes=args.processes, server=args.server)
     data = execute(plan, say=_say, label=args.label)
     _say(f"report: {plan.run_dir / 'report.md'}  ({data.totals.requests} requests, {data.totals.rps:.1f} req/s, "
          f"{data.totals.failure_percent:.1f} % failures)")
@@ -132,24 +150,65 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from loadtest.report import markdown_table
-    from loadtest.runner import execute, plan_run
+    from loadtest.report import goodput_ratios, markdown_table, write_report
+    from loadtest.runner import execute, plan_run, run_dir_name
 
     scenario = _scenario(args)
     workers = args.workers or scenario.deploy.workers or 2
+    started = dt.datetime.now(dt.UTC)
+    runs = []
+    if args.baseline:  # first, alone on the machine: the baseline server, then the stack (never both at once)
+        runs.append(run_baseline(scenario, args))
     keep: list[Path] = []
     with own_stack(workers, worker_env(scenario.deploy), keep) as handle:
         plan = plan_run(scenario, handle.settings.worker_url, args.out, processes=args.processes)
         keep.append(plan.run_dir)
-        data = execute(plan, say=_say, label=args.label)
+        label = f"{args.label}: our /predict" if args.label and args.baseline else args.label
+        if args.baseline and not label:
+            label = f"our /predict, {workers} worker processes"
+        runs.append(execute(plan, say=_say, label=label))
+    chart = plan.run_dir / "report.png"
+    if len(runs) > 1:
+        out = args.out / run_dir_name(f"compare-{scenario.name}", started)
+        command = "python -m loadtest " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+        report, chart = write_report(runs, out, command=command)
+        _say(f"comparison: {report} and {chart}")
     if args.chart:
         args.chart.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(plan.run_dir / "report.png", args.chart)
+        shutil.copyfile(chart, args.chart)
         _say(f"chart copied to {args.chart}")
-    print(markdown_table([data]), end="")
-    _say(f"run folder: {plan.run_dir}  ({data.totals.requests} requests, {data.totals.rps:.1f} req/s, "
-         f"{data.totals.failure_percent:.1f} % failures)")
+    print(markdown_table(runs), end="")
+    ratios = goodput_ratios(runs)
+    if ratios:
+        print(ratios)
+    for data in runs:
+        _say(f"run folder: {data.run_dir}  ({data.totals.ok_per_s:.1f} good answers/s, {data.totals.requests} "
+             f"requests, {data.totals.failure_percent:.1f} % failures)")
     return 0
+
+
+def run_baseline(scenario: Any, args: argparse.Namespace) -> Any:
+    """The scenario against the baseline server (started on a free port, stopped after); the run's data."""
+    from loadtest.baseline import baseline_server
+    from loadtest.runner import execute, plan_run
+
+    with tempfile.TemporaryDirectory(prefix="loadtest-baseline-") as tmp:
+        log = Path(tmp) / "baseline.log"
+        plan = None
+        try:
+            with baseline_server(log, say=_say) as url:
+                plan = plan_run(scenario, url, args.out, processes=args.processes, server="baseline")
+                label = f"{args.label}: baseline" if args.label else "baseline: FastAPI, 1 Uvicorn worker"
+                return execute(plan, say=_say, label=label)
+        finally:  # the server has stopped: its whole log goes into the run folder
+            if plan is not None and plan.run_dir.is_dir() and log.exists():
+                shutil.copyfile(log, plan.run_dir / "baseline.log")
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from loadtest.baseline import serve
+
+    return serve(args.host, args.port, args.pipeline, say=_say)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -197,7 +256,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             print(exc, file=sys.stderr)
             continue
-        print(f"ok  {scenario.name}: {scenario.load.users} users, {scenario.load.duration_s} s, "
+        print(f"ok  {scenario.name}: {scenario.load.users} users ({scenario.load.client} client), "
+              f"{scenario.load.duration_s} s, "
               f"{scenario.deploy.target} {shlex.join(gcp_flags(scenario.deploy))}")
     return 1 if bad else 0
 
@@ -211,7 +271,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "local": cmd_local, "report": cmd_report, "pipeline": cmd_pipeline,
-            "validate": cmd_validate, "flags": cmd_flags}
+            "validate": cmd_validate, "flags": cmd_flags, "baseline": cmd_baseline}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,11 +3,13 @@
 Usage::
 
     plan = plan_run(load_scenario("study-autoscaling"), "https://svc.run.app", Path("runs"))   # pure
+    plan = plan_run(scenario, "http://127.0.0.1:8000", Path("runs"), server="baseline")       # the baseline
     plan.command          # [python, -m, locust, -f, .../locustfile.py, --headless, ...]
     data = execute(plan)  # runs it (bounded in time), writes run.json, report.md, report.png
 
-The run folder ``<out>/<scenario>-<UTC time>/`` holds ``run.json`` (scenario, host, command, the
-deploy flags and worker environment the scenario needs, start/end, exit code, the client verdict),
+The run folder ``<out>/<scenario>-<UTC time>/`` (``<scenario>-baseline-<UTC time>`` against the baseline)
+holds ``run.json`` (scenario, server, host, command, the deploy flags and worker environment the
+scenario needs, start/end, exit code, the client verdict),
 ``scenario.yml``, Locust's ``locust_stats*.csv`` / ``locust_failures.csv`` / ``locust.log``,
 ``cpu.csv`` (the load generator's CPU, one row a second) and the report.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from loadtest.checks import SERVERS
 from loadtest.cpu import CpuSampler, judge_client, write_cpu_csv
 from loadtest.results import CSV_PREFIX, RunData, load_run, read_csv_rows
 from loadtest.scenario import Scenario, gcp_flags, worker_env
@@ -55,6 +58,8 @@ class RunPlan:
     processes_reason: str
     command: list[str]
     timeout_s: float
+    server: str = "worker"
+    """What answers: ``worker`` (our /predict) or ``baseline`` (``python -m loadtest baseline``)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -84,27 +89,32 @@ def run_dir_name(scenario_name: str, when: dt.datetime) -> str:
 
 
 def plan_run(scenario: Scenario, host: str, out: Path, processes: int | None = None,
-             cpu_count: int | None = None, now: dt.datetime | None = None, python: str = sys.executable) -> RunPlan:
-    """Pure: the run folder, the Locust command and its time bound."""
+             cpu_count: int | None = None, now: dt.datetime | None = None, python: str = sys.executable,
+             server: str = "worker") -> RunPlan:
+    """Pure: the run folder, the Locust command and its time bound. ``server`` is what answers at
+    ``host``: ``worker`` (our /predict) or ``baseline`` (its answers store nothing)."""
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
     parsed = urlparse(host)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"--host must be an http(s) URL like http://127.0.0.1:8080, got {host!r}")
     load = scenario.load
     count, why = resolve_processes(processes if processes is not None else load.processes, host, load.users,
                                    cpu_count or os.cpu_count() or 1)
-    run_dir = out / run_dir_name(scenario.name, now or dt.datetime.now(dt.UTC))
+    stem = scenario.name if server == "worker" else f"{scenario.name}-{server}"
+    run_dir = out / run_dir_name(stem, now or dt.datetime.now(dt.UTC))
     command = [
         python, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", host.rstrip("/"), "--users", str(load.users), "--spawn-rate", f"{load.spawn_rate:g}",
         "--run-time", f"{load.duration_s}s", "--stop-timeout", str(STOP_TIMEOUT_S),
         "--csv", str(run_dir / CSV_PREFIX), "--csv-full-history", "--exit-code-on-error", "0",
         "--logfile", str(run_dir / "locust.log"), "--loglevel", "INFO", "--only-summary",
-        "--image", load.image, "--fps", f"{load.fps:g}",
+        "--image", load.image, "--fps", f"{load.fps:g}", "--client", load.client, "--server", server,
     ]
     if count > 1:
         command += ["--processes", str(count)]
     timeout = load.duration_s + STOP_TIMEOUT_S + GRACE_S
-    return RunPlan(scenario, host.rstrip("/"), run_dir, count, why, command, float(timeout))
+    return RunPlan(scenario, host.rstrip("/"), run_dir, count, why, command, float(timeout), server)
 
 
 def _utc_iso() -> str:
@@ -129,7 +139,8 @@ def execute(plan: RunPlan, say: Say = print, label: str | None = None, report: b
         shutil.copyfile(plan.scenario.source, plan.run_dir / "scenario.yml")
     say(f"run folder {plan.run_dir}")
     load = plan.scenario.load
-    say(f"locust: {load.users} users, spawn {load.spawn_rate:g}/s, {load.duration_s} s against {plan.host}; "
+    say(f"locust: {load.users} users ({load.client} client), spawn {load.spawn_rate:g}/s, {load.duration_s} s "
+        f"against the {plan.server} at {plan.host}; "
         f"{plan.processes} process(es) ({plan.processes_reason})")
     started_at, started = _utc_iso(), time.monotonic()
     with (plan.run_dir / "locust.out").open("wb") as out:
@@ -155,7 +166,8 @@ def execute(plan: RunPlan, say: Say = print, label: str | None = None, report: b
     verdict = judge_client(samples, plan.processes)
     meta = {
         "kind": "http", "label": label or plan.run_dir.name, "scenario": dataclasses.asdict(plan.scenario),
-        "load": dataclasses.asdict(plan.scenario.load), "host": plan.host, "command": plan.command,
+        "load": dataclasses.asdict(plan.scenario.load), "server": plan.server, "host": plan.host,
+        "command": plan.command,
         "processes": plan.processes, "processes_reason": plan.processes_reason,
         "deploy_flags": gcp_flags(plan.scenario.deploy), "worker_env": worker_env(plan.scenario.deploy),
         "started_at": started_at, "ended_at": _utc_iso(), "exit_code": proc.returncode, "timed_out": timed_out,

@@ -13,10 +13,12 @@ A scenario file::
     name: study-autoscaling
     description: App Engine autoscaling, the study's second run, as Cloud Run
     study: 0 % failures, ~300 req/s, p95 ~6 s, 13 instances      # optional: what the study saw
-    load: {users: 1000, spawn_rate: 100, duration_s: 300, fps: 0, image: dog, processes: auto}
+    load: {users: 1000, spawn_rate: 100, duration_s: 300, fps: 0, image: dog, processes: auto, client: study}
     deploy: {target: cloud-run, concurrency: 80, min_instances: 0, max_instances: 100,
              cpu: 1, memory: 2Gi, cpu_boost: false, startup_delay_s: 0}
 
+``load.client`` is the client profile (:mod:`loadtest.profiles`): ``study`` (default; the study's
+closed loop, no wait) or ``retry-after`` (waits what a 429/503's ``Retry-After`` asks).
 ``deploy.target: local`` takes ``workers`` (gunicorn processes of the local stack) and
 ``startup_delay_s`` instead of the Cloud Run settings.
 """
@@ -30,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from loadtest.profiles import CLIENT_PROFILES, DEFAULT_PROFILE
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -45,7 +49,8 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class LoadProfile:
-    """What Locust does: users, spawn rate, duration, per-user rate (0 = no wait), image, processes."""
+    """What Locust does: users, spawn rate, duration, per-user rate (0 = no wait), image, processes, and
+    the client profile (``study`` or ``retry-after``)."""
 
     users: int
     spawn_rate: float
@@ -53,6 +58,7 @@ class LoadProfile:
     fps: float = 0.0
     image: str = "dog"
     processes: int | str = "auto"
+    client: str = DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,10 @@ def _processes(value: Any) -> str | None:
     return None if problem is None else f"must be 'auto' or an integer between 1 and 64, got {value!r}"
 
 
+def _client(value: Any) -> str | None:
+    return None if value in CLIENT_PROFILES else f"must be one of {', '.join(CLIENT_PROFILES)}, got {value!r}"
+
+
 def _target(value: Any) -> str | None:
     return None if value in TARGETS else f"must be one of {', '.join(TARGETS)}, got {value!r}"
 
@@ -160,6 +170,7 @@ LOAD_FIELDS: dict[str, tuple[Check, bool]] = {
     "fps": (_number(0, 1000), False),
     "image": (_text, False),
     "processes": (_processes, False),
+    "client": (_client, False),
 }
 CLOUD_RUN_FIELDS: dict[str, tuple[Check, bool]] = {
     "target": (_target, True),

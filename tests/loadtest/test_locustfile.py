@@ -37,8 +37,8 @@ def test_study_body_against_the_real_worker(serve: Any, gcs_settings: Any, pipel
     good = int(stats["/predict"]["Request Count"])
     assert good >= 1, "no successful /predict in 4 s"
     assert int(stats["/predict"]["Failure Count"]) == 0
-    assert set(data.totals.failures_by_status) <= {"429"}  # 3 users, 2 admitted: the rest are refused at once
-    assert data.totals.requests == good + sum(data.totals.failures_by_status.values())
+    assert set(data.totals.failures_by_kind) <= {"429"}  # 3 users, 2 admitted: the rest are refused at once
+    assert data.totals.requests == good + sum(data.totals.failures_by_kind.values())
     stored = list(make_storage_client(gcs_settings).list_blobs(gcs_settings.bucket, prefix="predict/"))
     assert len(stored) == good  # every 200 stored exactly one annotated JPEG
     meta = json.loads((data.run_dir / "run.json").read_text())

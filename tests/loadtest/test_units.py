@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from framecontract.layout import frame_objects
-from loadtest.checks import Image, check_predict_response, status_of_failure, study_body
+from loadtest.checks import (
+    Image,
+    check_predict_response,
+    connection_kind,
+    failure_kind,
+    status_of_failure,
+    study_body,
+)
 from loadtest.cpu import CpuSample, judge_client
 from loadtest.pipeline import PipelinePlan, frame_results, to_us
 from loadtest.results import FrameResult
@@ -43,7 +50,9 @@ def test_study_body() -> None:
      (False, "HTTP 429: worker is at capacity (2 requests in flight)")),
     (503, b"Service Unavailable", None, (False, "HTTP 503")),
     (0, None, "ConnectionRefusedError(111, 'Connection refused')",
-     (False, "HTTP 0 connection error: ConnectionRefusedError(111, 'Connection refused')")),
+     (False, "HTTP 0 conn refused: ConnectionRefusedError(111, 'Connection refused')")),
+    (0, None, "HTTPConnectionClosed('connection closed.')",
+     (False, "HTTP 0 conn closed: HTTPConnectionClosed('connection closed.')")),
 ])
 def test_check_predict_response(status: int, answer: bytes | None, error: str | None,
                                 expected: tuple[bool, str | None]) -> None:
@@ -51,6 +60,45 @@ def test_check_predict_response(status: int, answer: bytes | None, error: str | 
     assert (verdict.ok, verdict.failure) == expected
     if verdict.failure:
         assert status_of_failure(verdict.failure) == str(status)
+
+
+def test_the_baseline_answers_with_a_null_uri() -> None:
+    assert check_predict_response(200, body(uri=None), IMAGE, stored=False).ok
+    assert (check_predict_response(200, body(uri=None), IMAGE).failure ==
+            "HTTP 200: 'uri' is not a gs:// URI")  # our worker must name the stored JPEG
+    assert (check_predict_response(200, body(), IMAGE, stored=False).failure ==
+            "HTTP 200: 'uri' is not null (this server stores nothing)")
+
+
+@pytest.mark.parametrize(("status", "answer", "error", "kind"), [
+    (200, body(), None, "ok"),
+    (200, b"{}", None, "200 bad body"),
+    (429, b"", None, "429"),
+    (503, b"", None, "503"),
+    (0, None, "RetriesExceeded('http://127.0.0.1:8000/predict', 0, original=TimeoutError('timed out'))", "timeout"),
+    (0, None, "Timeout(60.0)", "timeout"),
+    (0, None, "HTTPConnectionClosed('connection closed.')", "conn closed"),
+    (0, None, "RetriesExceeded('http://h/predict', 0, original=EmptyResponse('http://h/predict', 'Empty response "
+              "body received'))", "conn closed"),
+    (0, None, "BrokenPipeError(32, 'Broken pipe')", "conn closed"),
+    (0, None, "ConnectionResetError(104, 'Connection reset by peer')", "conn reset"),
+    (0, None, "ConnectionRefusedError(111, 'Connection refused')", "conn refused"),
+    (0, None, "gaierror(-2, 'Name or service not known')", "conn error"),
+])
+def test_kind_of_every_answer(status: int, answer: bytes | None, error: str | None, kind: str) -> None:
+    verdict = check_predict_response(status, answer, IMAGE, error)
+    assert verdict.kind == kind
+    if verdict.failure:
+        assert failure_kind(verdict.failure) == kind
+        assert failure_kind(f"CatchResponseError({verdict.failure!r})") == kind  # as Locust's failures CSV has it
+
+
+def test_failure_kind_of_older_messages() -> None:
+    older = "HTTP 0 connection error: ConnectionResetError(104, 'Connection reset by peer')"
+    assert failure_kind(older) == "conn reset"
+    assert failure_kind("CatchResponseError('HTTP 0 connection error: no response')") == "conn error"
+    assert failure_kind("RescheduleTask()") == "other"
+    assert connection_kind("") == "conn error"
 
 
 def test_long_reasons_are_cut() -> None:
@@ -107,6 +155,22 @@ def test_plan_run_command(tmp_path: Path) -> None:
     assert pairs["--csv"] == str(plan.run_dir / "locust") and "--csv-full-history" in cmd
     with pytest.raises(ValueError, match="--host must be an http"):
         plan_run(scenario, "127.0.0.1:8080", tmp_path)
+
+
+def test_plan_run_against_the_baseline_with_the_retry_after_client(tmp_path: Path) -> None:
+    scenario = parse_scenario({
+        "name": "exp", "description": "d",
+        "load": {"users": 20, "spawn_rate": 20, "duration_s": 30, "client": "retry-after"},
+        "deploy": {"target": "local", "workers": 2}}, "x.yml")
+    plan = plan_run(scenario, "http://127.0.0.1:8000", tmp_path, python="py", server="baseline",
+                    now=dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC))
+    assert plan.run_dir == tmp_path / "exp-baseline-20261128T120000Z" and plan.server == "baseline"
+    pairs = dict(zip(plan.command, plan.command[1:], strict=False))
+    assert pairs["--client"] == "retry-after" and pairs["--server"] == "baseline"
+    default = plan_run(scenario, "http://127.0.0.1:8000", tmp_path).command
+    assert default[default.index("--server") + 1] == "worker"
+    with pytest.raises(ValueError, match="server must be one of worker, baseline, got 'nginx'"):
+        plan_run(scenario, "http://127.0.0.1:8000", tmp_path, server="nginx")
 
 
 def test_frame_results_join() -> None:
