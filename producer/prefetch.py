@@ -11,6 +11,8 @@ Usage::
     with Prefetcher(camera_frames(), depth=8, policy="drop-oldest", max_items=100) as frames:
         ...                              # latest-frame: the reader never waits; frames.dropped counts
 
+    frames.wait_until(lambda p: p.reader_waiting, timeout=10)   # e.g. a test: backpressure reached the reader
+
 OpenCV releases the GIL while it decodes and encodes, so producing the next frames in a
 thread overlaps with the Python work of publishing the current one. At most ``depth`` items
 wait, so memory stays bounded. With ``policy="block"`` (every frame) the producing thread waits
@@ -75,6 +77,9 @@ class Prefetcher(Generic[T]):
         """Items pushed out unconsumed by newer ones (``drop-oldest`` only)."""
         self.abandoned = False
         """True if iteration ended because the producer did not return within the grace period."""
+        self.reader_waiting = False
+        """True while the reader holds an item and waits for room in the full queue (``block``): backpressure
+        has reached it. Cleared when the consumer takes an item."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -103,6 +108,9 @@ class Prefetcher(Generic[T]):
         with self._cond:
             if self._policy == "block":
                 while len(self._buffer) >= self._depth and not self._closed:
+                    if not self.reader_waiting:
+                        self.reader_waiting = True
+                        self._cond.notify_all()
                     self._cond.wait(_WAIT_POLL_S)
             elif len(self._buffer) >= self._depth:
                 self._buffer.popleft()
@@ -135,6 +143,7 @@ class Prefetcher(Generic[T]):
             if self._finished:
                 raise StopIteration
             item = self._buffer.popleft()
+            self.reader_waiting = False
             self._cond.notify_all()
         if isinstance(item, _End):
             self._finished = True
@@ -146,6 +155,15 @@ class Prefetcher(Generic[T]):
     def _poll_stop(self) -> None:
         if self._should_stop is not None and not self._stop_reading.is_set() and self._should_stop():
             self.stop_reading()
+
+    def wait_until(self, predicate: Callable[[Prefetcher[T]], bool], timeout: float | None = None) -> bool:
+        """Wait until ``predicate(self)`` holds, checked each time the queue changes; False if ``timeout`` passed.
+
+        ``prefetcher.wait_until(lambda p: p.reader_waiting, 10)``: for monitors and tests, which can then
+        wait for a state instead of sleeping.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def stop_reading(self) -> None:
         """Produce no new items; those already produced are still returned, then iteration ends."""

@@ -71,6 +71,7 @@ class MjpegServer:
         self.connections = 0
         self.unauthorized = 0
         self._lock = threading.Lock()
+        self._sent = threading.Condition(self._lock)
         self._stopping = threading.Event()
         server = self
 
@@ -151,8 +152,9 @@ class MjpegServer:
                 handler.wfile.write(part)
                 handler.wfile.flush()
                 sent += 1
-                with self._lock:
+                with self._sent:
                     self.frames_sent += 1
+                    self._sent.notify_all()
                 next_at += 1 / self.fps
                 time.sleep(max(0.0, next_at - time.monotonic()))
         except (BrokenPipeError, ConnectionResetError):
@@ -163,10 +165,10 @@ class MjpegServer:
         return f"http://{auth}127.0.0.1:{self.port}{path}"
 
     def wait_for_frames(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.frames_sent < count:
-            assert time.monotonic() < deadline, f"only {self.frames_sent} frames sent in {timeout} s"
-            time.sleep(0.02)
+        """Return once ``count`` frames have been sent (over all connections); fail after ``timeout``."""
+        with self._sent:
+            sent = self._sent.wait_for(lambda: self.frames_sent >= count, timeout)
+            assert sent, f"only {self.frames_sent} frames sent in {timeout} s"
 
     def __enter__(self) -> MjpegServer:
         self._thread.start()

@@ -1,6 +1,6 @@
 """Live and real-world sources through the real emulators: an MJPEG camera that drops the connection,
 a TCP stream served by FFmpeg (PyAV), SIGINT/SIGTERM on a live job, --latest-frame drops, VFR sampling,
-image folders and resizing."""
+image folders and resizing. The policy tests stall Pub/Sub on events, not on sleeps."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -21,11 +22,19 @@ import pytest
 
 from framecontract.message import FrameAttributes
 from framecontract.settings import Settings
-from producer.job import JobClients, run_job
+from producer.job import PREFETCH_FRAMES, JobClients, JobReport, run_job
 from producer.publishing import PublishLimits
 from producer.sampling import TimestampSampler
 from producer.sources import open_video_file
-from tests.producer.helpers import decode_jpeg, job_options, pull_all, read_manifest, write_synthetic_video
+from tests.producer.helpers import (
+    WAIT_S,
+    ScriptedSource,
+    decode_jpeg,
+    job_options,
+    pull_all,
+    read_manifest,
+    write_synthetic_video,
+)
 from tests.producer.mjpeg_server import MjpegServer, closest_frame, vtest_jpegs
 from tests.producer.test_cli import REPO, producer_env
 
@@ -149,42 +158,77 @@ def test_a_signal_stops_a_live_job_and_every_frame_read_is_published(
     assert all((attrs.width, attrs.height) == (384, 288) for attrs, _ in frames)
 
 
-class SlowPublisher:
-    """A real publisher client whose ``publish`` takes ``delay_s`` longer: a Pub/Sub that falls behind."""
+class GatedPublisher:
+    """A real publisher client whose first ``publish`` waits until ``gate`` is set: a Pub/Sub that stalls
+    while the reader goes on. ``publishing`` is set once that first publish has begun."""
 
-    def __init__(self, client: Any, delay_s: float) -> None:
-        self._client, self._delay_s = client, delay_s
+    def __init__(self, client: Any, gate: threading.Event) -> None:
+        self._client, self._gate = client, gate
+        self.publishing = threading.Event()
 
     def publish(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(self._delay_s)
+        if not self.publishing.is_set():
+            self.publishing.set()
+            assert self._gate.wait(WAIT_S), "the gate never opened"
         return self._client.publish(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
-@pytest.mark.parametrize("policy", ["latest-frame", "every-frame"])
-def test_latest_frame_drops_the_oldest_and_counts_them(
-    policy: str, pubsub_settings: Settings, tmp_path: Path
-) -> None:
-    video = write_synthetic_video(tmp_path / "fast.avi", frames=120, fps=30)
-    real = JobClients.from_settings(pubsub_settings, PublishLimits())
-    clients = dataclasses.replace(real, publisher=SlowPublisher(real.publisher, 0.02))
-    job_id = f"policy-{policy}"
-    report = run_job(video, job_options(job_id=job_id, policy=policy), pubsub_settings, clients=clients)
+FAST_FRAMES = 120
+"""Frames of the 30 fps clip of the policy tests."""
 
-    frames = by_index(pull_all(pubsub_settings, expected=report.frames_published))
-    manifest = read_manifest(pubsub_settings, job_id)
-    assert (manifest.frames_published, manifest.frames_dropped) == (report.frames_published, report.frames_dropped)
-    assert report.frames_published + report.frames_dropped == report.frames_decoded == 120
-    stamps = [attrs.timestamp_us for attrs, _ in frames]
-    assert stamps == sorted(set(stamps))
-    if policy == "every-frame":
-        assert report.frames_dropped == 0 and len(frames) == 120
-    else:
-        assert report.frames_dropped > 60, "decoding is far faster than 50 publishes/s"
-        assert stamps[-1] == round(119 * 1e6 / 30), "the newest frame is never the one dropped"
-        assert manifest.options["policy"] == "latest-frame"
+
+def gated_job(pubsub_settings: Settings, video: Path, policy: str, open_gate_at: int | None) -> JobReport:
+    """Publish ``video`` as job ``policy-<policy>`` while Pub/Sub stalls on frame 0: the reader reads frame 1 on
+    only once frame 0 is being published, and that publish goes on once frame ``open_gate_at`` is read
+    (``None``: once every frame is read)."""
+    gate = threading.Event()
+    real = JobClients.from_settings(pubsub_settings, PublishLimits())
+    publisher = GatedPublisher(real.publisher, gate)
+
+    def before_frame(read: int) -> None:
+        if read == 1:
+            assert publisher.publishing.wait(WAIT_S), "frame 0 was never published"
+        if read == open_gate_at:
+            gate.set()
+
+    source = ScriptedSource(open_video_file(video), before_frame, after_last=gate.set)
+    return run_job(source, job_options(job_id=f"policy-{policy}", policy=policy), pubsub_settings,
+                   clients=dataclasses.replace(real, publisher=publisher))
+
+
+def test_latest_frame_drops_the_oldest_waiting_frames_and_numbers_the_rest_contiguously(
+    pubsub_settings: Settings, tmp_path: Path
+) -> None:
+    video = write_synthetic_video(tmp_path / "fast.avi", frames=FAST_FRAMES, fps=30)
+    report = gated_job(pubsub_settings, video, "latest-frame", open_gate_at=None)
+
+    # frame 0 was being published while frames 1..119 were read into the 8-frame read-ahead: the 8 newest remain
+    kept = [0, *range(FAST_FRAMES - PREFETCH_FRAMES, FAST_FRAMES)]
+    dropped = FAST_FRAMES - len(kept)
+    assert (report.frames_decoded, report.frames_published, report.frames_dropped) == (
+        FAST_FRAMES, len(kept), dropped)
+    frames = by_index(pull_all(pubsub_settings, expected=len(kept)))  # asserts frame_index 0..N-1, each once
+    assert [attrs.timestamp_us for attrs, _ in frames] == [round(i * 1e6 / 30) for i in kept]
+    manifest = read_manifest(pubsub_settings, "policy-latest-frame")
+    assert (manifest.frames_published, manifest.frames_dropped, manifest.last_frame_index) == (
+        len(kept), dropped, len(kept) - 1)
+    assert manifest.options["policy"] == "latest-frame"
+
+
+def test_every_frame_waits_for_a_stalled_publisher_and_drops_nothing(
+    pubsub_settings: Settings, tmp_path: Path
+) -> None:
+    video = write_synthetic_video(tmp_path / "fast.avi", frames=FAST_FRAMES, fps=30)
+    # the gate opens when frames 1..8 fill the read-ahead and frame 9 has been read, with no room for it
+    report = gated_job(pubsub_settings, video, "every-frame", open_gate_at=PREFETCH_FRAMES + 1)
+
+    assert (report.frames_decoded, report.frames_published, report.frames_dropped) == (FAST_FRAMES, FAST_FRAMES, 0)
+    frames = by_index(pull_all(pubsub_settings, expected=FAST_FRAMES))
+    assert [attrs.timestamp_us for attrs, _ in frames] == [round(i * 1e6 / 30) for i in range(FAST_FRAMES)]
+    assert read_manifest(pubsub_settings, "policy-every-frame").options["policy"] == "every-frame"
 
 
 def write_vfr_video(path: Path, stamps_ms: list[int]) -> Path:

@@ -1,10 +1,9 @@
-"""Pure parts of live sources and frame handling: backoff, capture clock, classification, sizes, folders."""
+"""Pure parts of live sources and frame handling: backoff, capture clock, classification, sizes, folders.
+(The read-ahead queue's drop-oldest, max_items and stop tests are in test_prefetch.py.)"""
 
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,6 @@ from producer.images import natural_key, open_image_folder
 from producer.live import WallClock, backoff_delays
 from producer.opening import classify_source
 from producer.options import output_size, parse_resize
-from producer.prefetch import Prefetcher
 from producer.sources import looks_like_text
 
 
@@ -92,73 +90,6 @@ def test_text_files_are_told_apart_from_videos_and_playlists(tmp_path: Path, syn
     assert looks_like_text(tmp_path / "notes.txt") and looks_like_text(tmp_path / "utf8.txt")
     assert not looks_like_text(tmp_path / "list.m3u8")
     assert not looks_like_text(synthetic_video)
-
-
-def test_drop_oldest_keeps_the_newest_and_counts_the_drops() -> None:
-    with Prefetcher(iter(range(100)), depth=5, policy="drop-oldest") as items:
-        deadline = time.monotonic() + 5
-        while items.produced < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        received = list(items)
-    assert received == [95, 96, 97, 98, 99]
-    assert (items.produced, items.dropped) == (100, 95)
-
-
-def test_max_items_counts_delivered_items_not_drops() -> None:
-    produced: list[int] = []
-
-    def numbers():
-        for i in itertools.count():
-            produced.append(i)
-            yield i
-
-    with Prefetcher(numbers(), depth=3, policy="drop-oldest", max_items=4) as items:
-        time.sleep(0.2)  # the consumer is slow: the reader keeps reading and dropping until 4 will come out
-        received = list(items)
-    assert len(received) == 4 and received == sorted(received)
-    assert items.produced - items.dropped == 4 and len(produced) == items.produced
-    with Prefetcher(iter(range(1000)), depth=3, max_items=4) as items:  # block: nothing dropped, nothing extra read
-        time.sleep(0.2)
-        assert list(items) == [0, 1, 2, 3]
-    assert (items.produced, items.dropped) == (4, 0)
-
-
-def test_should_stop_ends_a_wait_for_a_source_that_sends_nothing() -> None:
-    stalled = threading.Event()
-    interrupted = threading.Event()
-
-    def items():
-        yield 1
-        stalled.wait(10)  # a network read that never returns, until interrupted
-        if False:
-            yield 2
-
-    stop = threading.Event()
-    started = time.monotonic()
-    with Prefetcher(items(), depth=2, should_stop=stop.is_set, stop_grace_s=5,
-                    on_stop=lambda: (interrupted.set(), stalled.set())) as prefetched:
-        assert next(prefetched) == 1
-        threading.Timer(0.3, stop.set).start()
-        assert list(prefetched) == []
-    assert interrupted.is_set() and time.monotonic() - started < 3
-
-
-def test_a_source_stuck_past_the_grace_period_is_abandoned() -> None:
-    never = threading.Event()
-
-    def items():
-        yield 1
-        never.wait(30)
-        yield 2
-
-    prefetched = Prefetcher(items(), depth=2, stop_grace_s=0.3)
-    assert next(prefetched) == 1
-    prefetched.stop_reading()
-    started = time.monotonic()
-    assert list(prefetched) == []
-    assert prefetched.abandoned and time.monotonic() - started < 2
-    never.set()
-    prefetched.close()
 
 
 def test_classify_refuses_unsupported_schemes_and_empty_sources() -> None:

@@ -15,9 +15,7 @@ from hypothesis import strategies as st
 from producer.numbering import PublishedFrame, number_published
 from producer.prefetch import Prefetcher
 from producer.sampling import TimestampSampler, sampled
-
-STEP_TIMEOUT_S = 30.0
-"""Only a broken prefetcher waits this long (the wait ends as soon as the frame is queued)."""
+from tests.producer.helpers import WAIT_S
 
 timestamps_us = st.builds(
     lambda start, steps: list(itertools.accumulate(steps, initial=start)),
@@ -98,7 +96,7 @@ class SteppedSource(Iterator[tuple[int, str]]):
 
     def read_one(self) -> None:
         self._may_read.release()
-        assert self._queued.acquire(timeout=STEP_TIMEOUT_S), "the reader did not queue the frame"
+        assert self._queued.acquire(timeout=WAIT_S), "the reader did not queue the frame"
 
     def end(self) -> None:
         self._may_read.release()
