@@ -7,9 +7,10 @@ Usage::
 
 Modules, functional core first:
 
-- :mod:`producer.options` — option values and their validation (pure).
+- :mod:`producer.options` — option values, checked once into :class:`~producer.options.JobOptions` (pure).
 - :mod:`producer.timestamps` — presentation timestamps: monotonicity check and fallback (pure).
 - :mod:`producer.sampling` — which frames to keep for a target fps, by timestamp (pure).
+- :mod:`producer.numbering` — ``frame_index``: the one place published frames are numbered, 0..N-1 (pure).
 - :mod:`producer.messages` — the Pub/Sub message of a frame, inline or claim check (pure).
 - :mod:`producer.encode` — JPEG encoding.
 - :mod:`producer.redact` — credentials in URLs: ``redact_url``, ``url_secrets``, ``scrub`` (pure).
