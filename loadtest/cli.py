@@ -144,8 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = plan_run(_scenario(args), args.host, args.out, processes=args.processes, server=args.server)
     data = execute(plan, say=_say, label=args.label)
-    _say(f"report: {plan.run_dir / 'report.md'}  ({data.totals.requests} requests, {data.totals.rps:.1f} req/s, "
-         f"{data.totals.failure_percent:.1f} % failures)")
+    _say(f"report: {plan.run_dir / 'report.md'}  ({data.totals.ok_per_s:.1f} good answers/s, "
+         f"{data.totals.requests} requests, {data.totals.failure_percent:.1f} % failures)")
     return 0
 
 
