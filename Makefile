@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	# .[dev]: the core, every program's extra (producer, worker, collector) and the tools; constraints.txt pins them.
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	# PeekingDuck 1.3 declares Python<3.10 and pins that conflict with Pub/Sub; its real run-time
-	# needs are in pyproject.toml (see ../shared/notes/peekingduck.md).
+	# needs are in the worker extra of pyproject.toml (see ../shared/notes/peekingduck.md).
 	$(PIP) install --quiet --disable-pip-version-check --no-deps --ignore-requires-python peekingduck==$(PKD_VERSION)
 	touch $(STAMP)
 
