@@ -10,19 +10,17 @@ import pytest
 from google.api_core.exceptions import PreconditionFailed
 
 from deploy import emulators as em
-from framecontract.clients import make_publisher, make_storage_client
+from framecontract.clients import make_publisher, make_storage_client, make_subscriber
 from framecontract.settings import Settings
 
 
 def test_pubsub_round_trip_with_attributes(pubsub_settings: Settings) -> None:
-    from google.cloud import pubsub_v1
-
     publisher = make_publisher(pubsub_settings)
     attributes = {"job_id": "demo", "frame_index": "7", "timestamp_us": "700000", "schema": "1"}
     data = b"\xff\xd8\xff\xe0 not really a jpeg \x00\x01"
     message_id = publisher.publish(pubsub_settings.topic_path, data, **attributes).result(timeout=30)
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = make_subscriber(pubsub_settings)
     try:
         response = subscriber.pull(subscription=pubsub_settings.subscription_path, max_messages=10, timeout=30)
         assert len(response.received_messages) == 1
@@ -35,9 +33,14 @@ def test_pubsub_round_trip_with_attributes(pubsub_settings: Settings) -> None:
         subscriber.close()
 
 
-def test_pubsub_emulator_fixture_sets_env(pubsub_emulator: str) -> None:
-    assert os.environ["PUBSUB_EMULATOR_HOST"] == pubsub_emulator
-    assert pubsub_emulator.startswith("127.0.0.1:")
+def test_clients_reach_the_emulators_through_settings_alone(pubsub_settings: Settings) -> None:
+    """No *_EMULATOR_HOST in the environment: the settings carry the hosts to the clients."""
+    assert "PUBSUB_EMULATOR_HOST" not in os.environ and "STORAGE_EMULATOR_HOST" not in os.environ
+    assert pubsub_settings.pubsub_emulator_host and pubsub_settings.pubsub_emulator_host.startswith("127.0.0.1:")
+    topic = make_publisher(pubsub_settings).get_topic(topic=pubsub_settings.topic_path, timeout=10)
+    assert topic.name == pubsub_settings.topic_path
+    assert make_storage_client(pubsub_settings).lookup_bucket(pubsub_settings.bucket) is not None
+    assert "PUBSUB_EMULATOR_HOST" not in os.environ and "STORAGE_EMULATOR_HOST" not in os.environ
 
 
 def test_missing_pubsub_emulator_says_what_to_install(tmp_path: Path) -> None:

@@ -204,7 +204,11 @@ print(json.dumps({"present": present, "packages": tops}))
 
 @pytest.mark.image_install
 def test_runtime_install_in_a_fresh_venv_serves_readyz(tmp_path: Path, built_context: Path, model_cache: Path,
-                                                       entrypoint: list[subprocess.Popen]) -> None:
+                                                       entrypoint: list[subprocess.Popen], storage_emulator) -> None:
+    from framecontract.clients import make_storage_client
+    from framecontract.settings import Settings
+
+    make_storage_client(Settings(storage_emulator_host=storage_emulator.url)).create_bucket("image-test")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -225,7 +229,7 @@ def test_runtime_install_in_a_fresh_venv_serves_readyz(tmp_path: Path, built_con
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PUBSUB_", "STORAGE_", "GOOGLE_", "FRAMES_"))}
     env.update({
         "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", "PORT": str(port), "WEB_CONCURRENCY": "1",
-        "FRAME_FANOUT_CACHE": str(model_cache), "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",  # never contacted
+        "FRAME_FANOUT_CACHE": str(model_cache), "STORAGE_EMULATOR_HOST": storage_emulator.url,  # /readyz checks it
         "FRAMES_BUCKET": "image-test",
     })
     log = (tmp_path / "entrypoint.log").open("w")

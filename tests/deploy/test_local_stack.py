@@ -21,7 +21,6 @@ from deploy.stack_config import (
     dead_letter_subscription_request,
     gunicorn_command,
     push_subscription_request,
-    settings_env,
     stack_settings,
 )
 from framecontract.settings import Settings, load_settings
@@ -105,10 +104,10 @@ def test_gunicorn_command_uses_the_worker_gunicorn_config() -> None:
     assert cmd[-1] == "worker.app:create_app()"
 
 
-def test_settings_env_round_trips_through_load_settings() -> None:
+def test_settings_to_env_round_trips_through_load_settings() -> None:
     settings = stack_settings(StackConfig(project="p", topic="t", bucket="b"), "127.0.0.1:1", "http://127.0.0.1:2",
                               "http://127.0.0.1:3")
-    env = settings_env(settings)
+    env = settings.to_env()
     assert env["GOOGLE_CLOUD_PROJECT"] == "p" and env["FRAMES_SUBSCRIPTION"] == "t-push"
     loaded = load_settings(environ=env | {"FRAME_FANOUT_SETTINGS": "/nonexistent/settings.json"})
     assert loaded == Settings(**{**settings.__dict__, "worker_url": None})
