@@ -10,7 +10,9 @@ the local stack's and the tests' tools, and is what ``make`` installs. Checked h
 - every third-party import of each package (all of them, also the ones inside functions, read with
   ``ast``) belongs to a distribution that the core or that package's extra declares;
 - each program imports no other program (so the worker image's ``framecontract/`` + ``worker/`` is all
-  the worker needs), and ``dev`` covers every extra.
+  the worker needs), and ``dev`` covers every extra;
+- ``deploy.assets`` and ``framecontract.assets`` import with the standard library alone (the image's
+  model stage runs the one, the worker imports the other).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import importlib.metadata
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -114,6 +117,27 @@ def test_worker_loads_no_pyav_and_no_other_program() -> None:
     assert {"worker.app", "flask", "onnxruntime", "ai_edge_litert", "peekingduck"} <= modules
     unwanted = [name for name in NOT_IN_WORKER if name in modules]
     assert unwanted == [], f"the worker loads {unwanted}"
+
+
+def test_asset_lookup_and_fetching_need_only_the_standard_library(tmp_path: Path) -> None:
+    """The image's model stage runs deploy.assets from its COPYs alone; the worker's asset lookup needs no more."""
+    from tests.deploy.test_image import copied_sources, stages
+
+    for source in copied_sources(stages()["model"]):
+        if source.endswith(".py") or source.endswith("/"):
+            target = tmp_path / source
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / source, target)
+    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); import deploy.assets, framecontract.assets; "
+             "print(json.dumps(sorted(sys.modules)))")
+    # -S: no site-packages at all, only the standard library and the copied files
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deploy.assets" in json.loads(proc.stdout)
 
 
 # --------------------------------------------------------------------------- static: imports vs extras
