@@ -63,7 +63,7 @@ from framecontract.settings import Settings
 BUCKET = "bench"
 FPS = 10.0
 SEED_THREADS = 4
-"""Upload threads while seeding (the emulator's listen backlog is 5)."""
+"""Upload threads while seeding (the emulator answers one request at a time; more threads only queue)."""
 
 
 def _free_port() -> int:

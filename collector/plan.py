@@ -42,7 +42,7 @@ class ListedObject:
 
 
 @dataclass(frozen=True, slots=True)
-class FrameResult:
+class ListedFrame:
     """What exists in the bucket for one (frame_index, timestamp_us)."""
 
     frame_index: int
@@ -97,10 +97,10 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class JobListing:
-    """A job's results, one :class:`FrameResult` per frame index (duplicates set aside)."""
+    """A job's results, one :class:`ListedFrame` per frame index (duplicates set aside)."""
 
     job_id: str
-    frames: dict[int, FrameResult]
+    frames: dict[int, ListedFrame]
     duplicates: tuple[Duplicate, ...] = ()
     unrecognised: tuple[str, ...] = ()
     """Names under the job's prefix that are neither the manifest nor a result object."""
@@ -109,15 +109,15 @@ class JobListing:
     has_manifest: bool = False
 
     @property
-    def processed(self) -> list[FrameResult]:
+    def processed(self) -> list[ListedFrame]:
         return [f for f in self.frames.values() if f.is_processed]
 
     @property
-    def failed(self) -> list[FrameResult]:
+    def failed(self) -> list[ListedFrame]:
         return [f for f in self.frames.values() if f.is_failed]
 
     @property
-    def in_flight(self) -> list[FrameResult]:
+    def in_flight(self) -> list[ListedFrame]:
         """Frames with an annotated image but no detections or error record yet."""
         return [f for f in self.frames.values() if not f.is_done]
 
@@ -126,7 +126,7 @@ class JobListing:
         return max(self.frames) if self.frames else None
 
 
-def _preference(result: FrameResult) -> tuple[int, int]:
+def _preference(result: ListedFrame) -> tuple[int, int]:
     """Which of several results of one index to keep: complete first, then the earliest timestamp."""
     rank = 0 if (result.is_processed and result.image) else 1 if result.is_processed else 2 if result.is_failed else 3
     return rank, result.timestamp_us
@@ -158,12 +158,12 @@ def parse_listing(job_id: str, objects: Iterable[ListedObject]) -> JobListing:
             continue
         by_key[(parsed.frame_index, parsed.timestamp_us)][parsed.kind] = obj
 
-    candidates: dict[int, list[FrameResult]] = defaultdict(list)
+    candidates: dict[int, list[ListedFrame]] = defaultdict(list)
     for (index, timestamp), kinds in by_key.items():
         candidates[index].append(
-            FrameResult(index, timestamp, kinds.get("frames"), kinds.get("detections"), kinds.get("errors"))
+            ListedFrame(index, timestamp, kinds.get("frames"), kinds.get("detections"), kinds.get("errors"))
         )
-    frames: dict[int, FrameResult] = {}
+    frames: dict[int, ListedFrame] = {}
     duplicates: list[Duplicate] = []
     for index in sorted(candidates):
         ranked = sorted(candidates[index], key=_preference)
@@ -193,7 +193,7 @@ class Slot:
     frame_index: int
     timestamp_us: int | None
     kind: SlotKind
-    result: FrameResult | None = None
+    result: ListedFrame | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from framecontract.endpoints import HEALTH_PATH, PREDICT_PATH
 from worker.errors import ImageTooLargeError, PermanentFrameError
 from worker.frames import ImageLimits, process_frame
 
@@ -64,11 +65,11 @@ def create_baseline_app(pipeline: Any) -> Any:
     limits = ImageLimits.for_predict()  # what our /predict accepts: JPEG, PNG, WebP, BMP up to 50 MP
     app = FastAPI(title="frame-fanout baseline: the study's server design")
 
-    @app.get("/healthz")
+    @app.get(HEALTH_PATH)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/predict")
+    @app.post(PREDICT_PATH)
     async def predict(body: StudyBody) -> Any:
         try:
             data = base64.b64decode(body.image, validate=True)

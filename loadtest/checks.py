@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PREDICT_PATH = "/predict"
 SERVERS = ("worker", "baseline")
 """What answers a load test: our worker's /predict (stores the annotated JPEG) or the baseline (stores nothing)."""
 RESPONSE_KEYS = ("name", "width", "height", "detections", "uri", "model", "latency_ms")

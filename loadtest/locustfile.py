@@ -42,9 +42,9 @@ from locust.runners import WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from locust.user.wait_time import constant_throughput
 
+from framecontract.endpoints import PREDICT_PATH
 from loadtest.checks import (
     BAD_BODY,
-    PREDICT_PATH,
     SERVERS,
     Image,
     Verdict,

@@ -36,7 +36,7 @@ from framecontract.manifest import Manifest
 from framecontract.settings import Settings
 from loadtest.checks import Image
 from loadtest.cpu import CpuSampler, judge_client, write_cpu_csv
-from loadtest.results import FrameResult, RunData, load_run, write_frames_csv
+from loadtest.results import FrameLatency, RunData, load_run, write_frames_csv
 
 Say = Callable[[str], None]
 POLL_S = 1.0
@@ -77,7 +77,7 @@ def to_us(when: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def frame_results(job_id: str, captured: dict[int, int], listed: list[tuple[str, dt.datetime]]) -> list[FrameResult]:
+def frame_results(job_id: str, captured: dict[int, int], listed: list[tuple[str, dt.datetime]]) -> list[FrameLatency]:
     """Pure: join the job's published frames (index → capture µs) with listed result objects (name, created).
 
     A detections object means ``ok``; an error record (without detections) ``error-record``; neither
@@ -93,8 +93,8 @@ def frame_results(job_id: str, captured: dict[int, int], listed: list[tuple[str,
         if parsed.frame_index not in done or outcome == "ok":
             done[parsed.frame_index] = (outcome, to_us(created))
     return [
-        FrameResult(index, ts, done[index][1], done[index][0]) if index in done
-        else FrameResult(index, ts, None, "missing")
+        FrameLatency(index, ts, done[index][1], done[index][0]) if index in done
+        else FrameLatency(index, ts, None, "missing")
         for index, ts in sorted(captured.items())
     ]
 

@@ -8,7 +8,7 @@ Usage::
     data.series[0].ok_per_s, data.series[0].by_kind   # per second: good answers/s, {"429": 812.0, ...}
 
     series, totals = locust_results(history_rows, stats_rows, failure_rows)   # pure, from csv rows
-    series, totals = pipeline_results(frames, rate_fps)                       # pure, from FrameResult
+    series, totals = pipeline_results(frames, rate_fps)                       # pure, from FrameLatency
 
 **Goodput** (``ok_per_s``) is good answers per second: 200s with a valid body (the locustfile names
 them ``/predict``; anything else gets another name). Failures are counted **by kind**: the status
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.checks import BAD_BODY, PREDICT_PATH, failure_kind
+from framecontract.endpoints import PREDICT_PATH
+from loadtest.checks import BAD_BODY, failure_kind
 from loadtest.profiles import REFUSED_PREFIX
 
 CSV_PREFIX = "locust"
@@ -212,7 +213,7 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 @dataclass(frozen=True)
-class FrameResult:
+class FrameLatency:
     """One published frame: capture time, publish time, and when its result object was created.
 
     ``outcome`` is ``ok`` (detections stored), ``error-record`` or ``missing`` (nothing stored in time).
@@ -237,7 +238,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def pipeline_results(frames: Sequence[FrameResult], rate_fps: float) -> tuple[list[Point], Totals]:
+def pipeline_results(frames: Sequence[FrameLatency], rate_fps: float) -> tuple[list[Point], Totals]:
     """Per-second series (by result time; latency percentiles over the last 10 s) and totals.
 
     Sustained frames/s (``ok_per_s``) = stored results / (last result − first capture): equal to the
@@ -285,7 +286,7 @@ def pipeline_results(frames: Sequence[FrameResult], rate_fps: float) -> tuple[li
     return series, totals
 
 
-def write_frames_csv(frames: Iterable[FrameResult], path: Path) -> None:
+def write_frames_csv(frames: Iterable[FrameLatency], path: Path) -> None:
     """``frames.csv`` of a pipeline run."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -295,8 +296,8 @@ def write_frames_csv(frames: Iterable[FrameResult], path: Path) -> None:
                              "" if f.latency_ms is None else f"{f.latency_ms:.3f}"])
 
 
-def read_frames_csv(path: Path) -> list[FrameResult]:
-    return [FrameResult(int(r["frame_index"]), int(r["captured_us"]),
+def read_frames_csv(path: Path) -> list[FrameLatency]:
+    return [FrameLatency(int(r["frame_index"]), int(r["captured_us"]),
                         int(r["result_us"]) if r["result_us"] else None, r["outcome"])
             for r in read_csv_rows(path)]
 

@@ -61,7 +61,7 @@ from producer.publishing import FramePublisher, PublishLimits
 from producer.sampling import TimestampSampler, sampled
 from producer.sources import DecodedFrame, FrameSource, SourceInfo
 from producer.stopping import StopRequest, stop_on_signals
-from producer.storage import JobStore
+from producer.storage import JobWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ drop old frames within a few seconds instead of queueing 400 (tens of seconds of
 STOP_GRACE_S = 5.0
 """After a stop, how long to wait for a source stuck in a read before finishing without it."""
 
-PREFLIGHT_RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=15.0,
+PUBSUB_PREFLIGHT_RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=15.0,
                         predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded))
 
 
@@ -164,7 +164,7 @@ def run_job(
         if clients is None:
             clients = JobClients.from_settings(settings, LATEST_FRAME_LIMITS if policy == "latest-frame" else None)
         check_topic(clients.publisher, settings.topic_path)
-        store = JobStore(clients.storage, settings.bucket)
+        store = JobWriter(clients.storage, settings.bucket)
         manifest = start_manifest(job_id, source, options, settings)
         publisher = FramePublisher(clients.publisher, settings.topic_path)
         stop = stop or StopRequest()
@@ -233,7 +233,7 @@ def check_topic(publisher_client: Any, topic_path: str) -> None:
     through: a missing topic then shows up as the first failed publish.
     """
     try:
-        publisher_client.get_topic(topic=topic_path, retry=PREFLIGHT_RETRY, timeout=15.0)
+        publisher_client.get_topic(topic=topic_path, retry=PUBSUB_PREFLIGHT_RETRY, timeout=15.0)
     except gexc.NotFound:
         raise topic_not_found(topic_path) from None
     except gexc.PermissionDenied:
@@ -266,7 +266,7 @@ class _PublishRun:
     """The publishing loop of one job and the bookkeeping for its final manifest."""
 
     def __init__(self, job_id: str, source: FrameSource, options: JobOptions, policy: Policy,
-                 settings: Settings, store: JobStore, publisher: FramePublisher, stop: StopRequest,
+                 settings: Settings, store: JobWriter, publisher: FramePublisher, stop: StopRequest,
                  inline_limit_bytes: int) -> None:
         self.job_id, self.source, self.options, self.policy, self.settings = job_id, source, options, policy, settings
         self.store, self.publisher, self.stop = store, publisher, stop

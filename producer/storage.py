@@ -2,7 +2,7 @@
 
 Usage::
 
-    store = JobStore(make_storage_client(settings), settings.bucket)
+    store = JobWriter(make_storage_client(settings), settings.bucket)
     store.create_manifest(manifest)        # refuses a job id that already has a manifest
     store.put_payload(name, jpeg_bytes)    # create-only; already there is fine
     store.update_manifest(manifest.finish("complete", frames_published=795))
@@ -26,11 +26,11 @@ from producer.errors import (
     ServiceUnavailableError,
 )
 
-PREFLIGHT_RETRY = DEFAULT_RETRY.with_timeout(15.0)
+STORAGE_PREFLIGHT_RETRY = DEFAULT_RETRY.with_timeout(15.0)
 """Give up on an unreachable storage service after 15 s instead of the default 120 s."""
 
 
-class JobStore:
+class JobWriter:
     """Writes one bucket's job objects, turning storage errors into :class:`ProducerError`s."""
 
     def __init__(self, client: Any, bucket: str) -> None:
@@ -48,10 +48,10 @@ class JobStore:
         taken = JobExistsError(f"job {manifest.job_id!r} already exists ({where})",
                                "choose another --job-id, or omit it to generate a new one")
         try:
-            if blob.exists(retry=PREFLIGHT_RETRY):
+            if blob.exists(retry=STORAGE_PREFLIGHT_RETRY):
                 raise taken
             blob.upload_from_string(manifest.to_json(), content_type="application/json",
-                                    if_generation_match=0, retry=PREFLIGHT_RETRY)
+                                    if_generation_match=0, retry=STORAGE_PREFLIGHT_RETRY)
         except gexc.PreconditionFailed:
             raise taken from None
         except gexc.NotFound:

@@ -30,6 +30,8 @@ from typing import Any
 import cv2
 import requests
 
+from framecontract.endpoints import PUSH_PATH, READY_PATH
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -75,7 +77,7 @@ def push_fps(url: str, frames: list[bytes], job_id: str, concurrency: int) -> fl
     def push_share(share: int) -> None:
         session = requests.Session()
         for envelope in envelopes[share::concurrency]:
-            response = session.post(url + "/pubsub/push", json=envelope, timeout=60)
+            response = session.post(url + PUSH_PATH, json=envelope, timeout=60)
             if response.status_code != 204:
                 raise RuntimeError(f"push returned {response.status_code}: {response.text}")
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for _ in range(600):
                 try:
-                    if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                    if requests.get(url + READY_PATH, timeout=1).status_code == 200:
                         break
                 except requests.RequestException:  # refused, or accepted but not answered while loading
                     time.sleep(0.2)

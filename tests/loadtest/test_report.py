@@ -10,7 +10,7 @@ import pytest
 
 from loadtest.report import chart_kinds, goodput_ratios, markdown_report, markdown_table, plot_runs, write_report
 from loadtest.results import (
-    FrameResult,
+    FrameLatency,
     RunFolderError,
     load_run,
     locust_results,
@@ -146,8 +146,8 @@ def test_failures_grouped_by_status() -> None:
 
 
 def test_pipeline_results_missing_and_errors() -> None:
-    frames = [FrameResult(0, 1_000_000, 1_200_000, "ok"), FrameResult(1, 1_500_000, 2_600_000, "error-record"),
-              FrameResult(2, 2_000_000, None, "missing"), FrameResult(3, 2_500_000, 3_000_000, "ok")]
+    frames = [FrameLatency(0, 1_000_000, 1_200_000, "ok"), FrameLatency(1, 1_500_000, 2_600_000, "error-record"),
+              FrameLatency(2, 2_000_000, None, "missing"), FrameLatency(3, 2_500_000, 3_000_000, "ok")]
     series, totals = pipeline_results(frames, 2.0)
     assert (totals.requests, totals.failures) == (4, 2)
     assert totals.failures_by_kind == {"error-record": 1, "missing": 1}

@@ -20,7 +20,7 @@ from loadtest.checks import (
 )
 from loadtest.cpu import CpuSample, judge_client
 from loadtest.pipeline import PipelinePlan, frame_results, to_us
-from loadtest.results import FrameResult
+from loadtest.results import FrameLatency
 from loadtest.runner import is_loopback, plan_run, resolve_processes
 from loadtest.scenario import parse_scenario
 
@@ -185,9 +185,9 @@ def test_frame_results_join() -> None:
         ("jobs/lt/manifest.json", created),
     ]
     assert frame_results("lt", captured, listed) == [
-        FrameResult(0, base, base + 250_000, "ok"),
-        FrameResult(1, base + 100_000, base + 250_000, "error-record"),
-        FrameResult(2, base + 200_000, None, "missing"),
+        FrameLatency(0, base, base + 250_000, "ok"),
+        FrameLatency(1, base + 100_000, base + 250_000, "error-record"),
+        FrameLatency(2, base + 200_000, None, "missing"),
     ]
     assert frame_results("lt", captured, listed)[0].latency_ms == 250.0
 
