@@ -2,8 +2,8 @@
 
 Usage::
 
-    collector status --job demo [--json]
-    collector wait --job demo [--timeout 600] [--poll 2]
+    collector status --job demo [--json] [--stale-after 60]
+    collector wait --job demo [--timeout 600] [--poll 2] [--stale-after 60]
     collector reassemble --job demo [-o demo.mp4|gs://bucket/demo.mp4] [--detections demo.jsonl|demo.csv]
                          [--from T] [--to T] [--partial] [--missing hold|mark|skip]
     collector jobs [--json]
@@ -37,6 +37,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_DONE_WITH_ERRORS = 3
 EXIT_TIMED_OUT = 4
+EXIT_PRODUCER_STALE = 5
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = f"""\
@@ -46,6 +47,7 @@ exit codes:
   {EXIT_USAGE}    bad command line
   {EXIT_DONE_WITH_ERRORS}    wait: done, but some frames have error records
   {EXIT_TIMED_OUT}    wait: timed out before the job was done
+  {EXIT_PRODUCER_STALE}    wait: the producer is gone (manifest 'running', no heartbeat for --stale-after)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
@@ -60,28 +62,34 @@ def _store(args: argparse.Namespace) -> JobStore:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     checked_job_id(args.job)
-    status = job_status(_store(args), args.job)
+    status = job_status(_store(args), args.job, stale_after_s=args.stale_after)
     print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
     return EXIT_OK
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
     checked_job_id(args.job)
-    status, done = wait_for_job(
-        _store(args), args.job, timeout_s=args.timeout, poll_s=args.poll, progress=args.progress
+    status, outcome = wait_for_job(
+        _store(args), args.job, timeout_s=args.timeout, poll_s=args.poll, progress=args.progress,
+        stale_after_s=args.stale_after,
     )
-    print(_wait_line(status, done), file=sys.stderr)
-    if not done:
+    print(_wait_line(status, outcome), file=sys.stderr)
+    if outcome == "timed out":
         return EXIT_TIMED_OUT
+    if outcome == "stale":
+        return EXIT_PRODUCER_STALE
     return EXIT_DONE_WITH_ERRORS if status.errors else EXIT_OK
 
 
-def _wait_line(status: JobStatus, done: bool) -> str:
-    total = status.published if status.published is not None else f"{status.seen}+"
+def _wait_line(status: JobStatus, outcome: str) -> str:
+    total = status.published if status.published is not None else f"{status.at_least}+"
     head = f"job {status.job_id}: {status.processed} of {total} processed, {status.errors} errors"
-    if done:
+    if outcome == "done":
         return f"{head}; done"
     missing = f", not done: {format_ranges(status.missing)}" if status.missing else ""
+    if outcome == "stale":
+        return (f"{head} (state {status.state}{missing}); {status.silence_line()} — resume a file or image-folder "
+                f"job with 'python -m producer SOURCE --resume {status.job_id}'")
     return f"{head} (state {status.state}{missing}); timed out"
 
 
@@ -123,7 +131,7 @@ def _cmd_reassemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    rows = list_jobs(_store(args))
+    rows = list_jobs(_store(args), stale_after_s=args.stale_after)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return EXIT_OK
@@ -134,7 +142,8 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     print(header)
     for r in rows:
         published = str(r.published) if r.published is not None else "?"
-        print(f"{r.job_id:<40} {r.state:<11} {published:>9} {r.processed:>9} {r.errors:>6} {len(r.missing):>7}")
+        state = "stale" if r.stale else r.state
+        print(f"{r.job_id:<40} {state:<11} {published:>9} {r.processed:>9} {r.errors:>6} {len(r.missing):>7}")
     return EXIT_OK
 
 
@@ -159,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--project", help="project (default: GOOGLE_CLOUD_PROJECT, else the settings file)")
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--job", required=True, metavar="ID", help="job id, as printed by the producer")
+    liveness = argparse.ArgumentParser(add_help=False)
+    liveness.add_argument(
+        "--stale-after", type=_positive_float, metavar="S",
+        help="call a running job's producer stale after S seconds without a heartbeat (default: 3 of the job's "
+        "heartbeat intervals, at least 30 s)",
+    )
     bar = argparse.ArgumentParser(add_help=False)
     bar.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -174,15 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     status = sub.add_parser(
-        "status", parents=[common, job], help="published / processed / errors / missing, rate and ETA",
+        "status", parents=[common, job, liveness], help="published / processed / errors / missing, rate and ETA",
         description="Status of one job from its manifest and one listing of jobs/<job>/.",
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(func=_cmd_status)
 
     wait = sub.add_parser(
-        "wait", parents=[common, job, bar], help="wait until every published frame is processed or failed",
-        description="Poll until the manifest is final and every published frame has detections or an error record.",
+        "wait", parents=[common, job, bar, liveness], help="wait until every published frame is processed or failed",
+        description="Poll until the manifest is final and every published frame has detections or an error record, "
+        "or until the producer is stale (exit 5).",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     wait.add_argument("--timeout", type=_positive_float, metavar="S", help="give up after S seconds (exit 4)")
@@ -231,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--preset", default=DEFAULT_PRESET, help=f"libx264 preset ({DEFAULT_PRESET})")
     re_.set_defaults(func=_cmd_reassemble, parser=re_)
 
-    jobs = sub.add_parser("jobs", parents=[common], help="every job in the bucket with state and counts")
+    jobs = sub.add_parser("jobs", parents=[common, liveness], help="every job in the bucket with state and counts")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jobs.set_defaults(func=_cmd_jobs)
     return parser

@@ -4,7 +4,7 @@ Usage::
 
     listing = parse_listing("demo", objects)                 # objects: ListedObject from one listing
     timeline = plan_timeline(listing, expected=manifest.frames_published if manifest.is_final else None)
-    status = summarise_status(manifest, listing, now=datetime.now(UTC))
+    status = summarise_status(manifest, listing, now=datetime.now(UTC))   # stale_after_s=... overrides the job's
     format_ranges([0, 1, 2, 5, 7, 8])                         # '0-2, 5, 7-8'
 
 Nothing here does I/O: :mod:`collector.store` produces the :class:`ListedObject` values and
@@ -14,7 +14,9 @@ Rules (see docs/contract.md): a frame is *processed* when its detections object 
 *failed* when it has an error record and no detections; every other published index is *missing*
 (not yet processed, or lost). With a final manifest the expected indices are exactly
 ``range(frames_published)``; while the producer is still running only the indices below the
-highest one seen can be called missing.
+highest one seen can be called missing. A ``running`` job whose producer has written no heartbeat
+for its stale threshold (:meth:`framecontract.manifest.Manifest.stale_after_s`) is *stale*: the
+producer is gone and the job will not finish unless it is resumed.
 """
 
 from __future__ import annotations
@@ -325,6 +327,33 @@ class JobStatus:
     last_finished_at: dt.datetime | None
     done: bool
     """The manifest is final and every published frame is processed or failed."""
+    stale: bool = False
+    """The manifest says ``running`` but its producer has been silent past ``stale_after_s``."""
+    heartbeat_at: str | None = None
+    """The producer's last heartbeat (as written in the manifest); ``None`` for older producers."""
+    heartbeat_age_s: float | None = None
+    stale_after_s: float | None = None
+    """The threshold used (the flag, else the job's); ``None`` when the manifest has no heartbeat."""
+    confirmed: int = 0
+    """Frames ``0..confirmed-1`` confirmed by Pub/Sub at the last heartbeat (the manifest's ``frames_confirmed``)."""
+
+    @property
+    def producer(self) -> str:
+        """``finished``, ``stale``, ``running`` or ``none`` (no manifest)."""
+        if self.state == "no manifest":
+            return "none"
+        if self.stale:
+            return "stale"
+        return "running" if self.state == "running" else "finished"
+
+    @property
+    def at_least(self) -> int:
+        """A lower bound on the frames published: the highest index seen + 1, or the confirmed frames."""
+        return max(self.seen, self.confirmed)
+
+    def silence_line(self) -> str:
+        """``producer stale: no heartbeat for 42 s (last at 2026-11-28T12:00:00.000000Z)``."""
+        return f"producer stale: no heartbeat for {self.heartbeat_age_s or 0:.0f} s (last at {self.heartbeat_at})"
 
     @property
     def remaining(self) -> int | None:
@@ -349,6 +378,12 @@ class JobStatus:
             "first_finished_at": _iso(self.first_finished_at),
             "last_finished_at": _iso(self.last_finished_at),
             "done": self.done,
+            "producer": self.producer,
+            "stale": self.stale,
+            "heartbeat_at": self.heartbeat_at,
+            "heartbeat_age_s": self.heartbeat_age_s,
+            "stale_after_s": self.stale_after_s,
+            "frames_confirmed": self.confirmed,
         }
 
 
@@ -361,12 +396,15 @@ def summarise_status(
     listing: JobListing,
     now: dt.datetime,
     window_s: float = RECENT_RATE_WINDOW_S,
+    stale_after_s: float | None = None,
 ) -> JobStatus:
-    """Counts, holes, rate and ETA of a job. Pure: ``now`` is given.
+    """Counts, holes, rate, ETA and producer liveness of a job. Pure: ``now`` is given.
 
     The rate comes from the ``updated`` times of the detections objects and error records. The ETA
     uses the recent rate (falling back to the average while the job is younger than the window) and
-    is ``None`` while the number of published frames is unknown or nothing is finishing.
+    is ``None`` while the number of published frames is unknown or nothing is finishing. A running
+    job is ``stale`` when its heartbeat is older than ``stale_after_s`` (default: the job's own
+    threshold, :meth:`~framecontract.manifest.Manifest.stale_after_s`).
     """
     expected = expected_frame_count(manifest)
     timeline = plan_timeline(listing, expected)
@@ -409,22 +447,34 @@ def summarise_status(
         first_finished_at=first,
         last_finished_at=last,
         done=expected is not None and remaining == 0,
+        stale=manifest is not None and manifest.producer_silence_s(now, stale_after_s) is not None,
+        heartbeat_at=manifest.heartbeat_at if manifest is not None else None,
+        heartbeat_age_s=manifest.heartbeat_age_s(now) if manifest is not None else None,
+        stale_after_s=manifest.stale_after_s(stale_after_s) if manifest is not None else None,
+        confirmed=manifest.frames_confirmed if manifest is not None and not manifest.is_final else 0,
     )
 
 
 def format_status(status: JobStatus) -> str:
     """The human form of :class:`JobStatus` (what ``collector status`` prints)."""
-    published = (
-        str(status.published)
-        if status.published is not None
-        else f"unknown (producer still running; at least {status.seen})"
-    )
+    if status.published is not None:
+        published = str(status.published)
+    elif status.stale:
+        published = f"unknown (producer stale; at least {status.at_least})"
+    else:
+        published = f"unknown (producer still running; at least {status.at_least})"
     total = status.published or status.seen
     pct = f" ({100.0 * status.processed / total:.1f}%)" if total else ""
     missing_label = "missing" if status.published is not None else "not yet done"
-    lines = [
-        f"job        {status.job_id}",
-        f"state      {status.state}",
+    lines = [f"job        {status.job_id}", f"state      {status.state}"]
+    if status.state == "running" and status.heartbeat_at is not None:
+        confirmed = f"; {plural(status.confirmed, 'frame')} confirmed by Pub/Sub"
+        if status.stale:
+            lines.append(f"producer   stale: no heartbeat for {status.heartbeat_age_s or 0:.0f} s "
+                         f"(last at {status.heartbeat_at}){confirmed}")
+        else:
+            lines.append(f"producer   heartbeat {status.heartbeat_age_s or 0:.0f} s ago{confirmed}")
+    lines += [
         f"published  {published}",
         f"processed  {status.processed}{pct}",
         f"errors     {status.errors}",
@@ -441,6 +491,9 @@ def format_status(status: JobStatus) -> str:
         lines.append("rate       n/a (fewer than two finished frames)")
     if status.done:
         lines.append("eta        done")
+    elif status.stale:
+        lines.append("eta        none: the producer is gone (a file or image-folder job continues with "
+                     f"'python -m producer SOURCE --resume {status.job_id}')")
     elif status.eta_s is not None:
         lines.append(f"eta        {status.eta_s:.0f} s")
     elif status.published is None:

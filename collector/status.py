@@ -2,8 +2,8 @@
 
 Usage::
 
-    status = job_status(store, "demo")                          # manifest + one listing
-    final = wait_for_job(store, "demo", timeout_s=600, poll_s=2) # None if it timed out
+    status = job_status(store, "demo", stale_after_s=60)        # manifest + one listing
+    status, outcome = wait_for_job(store, "demo", timeout_s=600, poll_s=2)   # "done", "timed out" or "stale"
     rows = list_jobs(store)                                      # one listing of jobs/
 """
 
@@ -13,19 +13,23 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from tqdm import tqdm
 
 from collector.plan import JobStatus, parse_listing, summarise_status
 from collector.store import JobStore, checked_job_id
 
+WaitOutcome = Literal["done", "timed out", "stale"]
 
-def job_status(store: JobStore, job_id: str, now: dt.datetime | None = None) -> JobStatus:
+
+def job_status(store: JobStore, job_id: str, now: dt.datetime | None = None,
+               stale_after_s: float | None = None) -> JobStatus:
     """The status of one job; CollectorError for a bad id or unknown job."""
     job_id = checked_job_id(job_id)
     manifest = store.require_manifest(job_id)
     listing = parse_listing(job_id, store.list_job(job_id))
-    return summarise_status(manifest, listing, now or dt.datetime.now(dt.UTC))
+    return summarise_status(manifest, listing, now or dt.datetime.now(dt.UTC), stale_after_s=stale_after_s)
 
 
 def wait_for_job(
@@ -35,10 +39,13 @@ def wait_for_job(
     poll_s: float = 2.0,
     progress: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[JobStatus, bool]:
+    stale_after_s: float | None = None,
+) -> tuple[JobStatus, WaitOutcome]:
     """Poll until the job is done (manifest final, every published frame processed or failed).
 
-    Returns ``(last status, done)``; ``done`` is False when ``timeout_s`` ran out. The progress bar
+    Returns ``(last status, outcome)``: ``done``; ``timed out`` when ``timeout_s`` ran out; ``stale`` as
+    soon as the manifest says ``running`` but its producer has written no heartbeat for
+    ``stale_after_s`` (default: the job's threshold) — it will not finish by itself. The progress bar
     (stderr) counts finished frames against the published total, or against the highest index seen
     while the producer is still running.
     """
@@ -52,27 +59,29 @@ def wait_for_job(
     )
     try:
         while True:
-            status = job_status(store, job_id)
+            status = job_status(store, job_id, stale_after_s=stale_after_s)
             bar.total = status.published if status.published is not None else status.seen
             bar.n = status.processed + status.errors
             bar.set_postfix_str(f"{status.state}, {status.errors} errors", refresh=False)
             bar.refresh()
             if status.done:
-                return status, True
+                return status, "done"
+            if status.stale:
+                return status, "stale"
             if deadline is not None and time.monotonic() >= deadline:
-                return status, False
+                return status, "timed out"
             pause = poll_s if deadline is None else max(min(poll_s, deadline - time.monotonic()), 0.0)
             sleep(pause)
     finally:
         bar.close()
 
 
-def list_jobs(store: JobStore, now: dt.datetime | None = None) -> list[JobStatus]:
+def list_jobs(store: JobStore, now: dt.datetime | None = None, stale_after_s: float | None = None) -> list[JobStatus]:
     """Every job in the bucket with its status, from one listing of ``jobs/`` plus one manifest each."""
     now = now or dt.datetime.now(dt.UTC)
     rows = []
     for job_id, objects in sorted(store.list_all_jobs().items()):
         listing = parse_listing(job_id, objects)
         manifest = store.read_manifest(job_id) if listing.has_manifest else None
-        rows.append(summarise_status(manifest, listing, now))
+        rows.append(summarise_status(manifest, listing, now, stale_after_s=stale_after_s))
     return rows

@@ -8,6 +8,7 @@ Usage::
     CAM_PASSWORD=... python -m producer 'rtsp://user:{CAM_PASSWORD}@cam/stream1'   # not visible in ps
     python -m producer http://cam/video.mjpg --latest-frame   # MJPEG over HTTP; 0 = webcam 0
     JOB=$(python -m producer video.mp4 | tail -n 1)      # the last stdout line is the job id
+    python -m producer video.mp4 --resume "$JOB"         # its producer died or was stopped: continue it
 
 stdout: the job id alone (last line). stderr: progress bar, warnings, a one-line summary, or one
 line ``error: <what is wrong> — <what to do>``. Exit status: 0 complete; 2 bad usage or input;
@@ -16,6 +17,10 @@ line ``error: <what is wrong> — <what to do>``. Exit status: 0 complete; 2 bad
 its manifest says ``stopped``). Credentials in a stream URL are replaced by ``***`` in every line
 the producer writes (errors, warnings, logs) and in the manifest; ``{NAME}`` in a URL is replaced
 by the environment variable NAME (percent-encoded), so a password need not be on the command line.
+
+``--resume JOB`` continues a file or image-folder job whose producer was killed, stopped or failed,
+from the first frame Pub/Sub had not confirmed, with the job's own options (the options that shape
+frames cannot be given with it); see :mod:`producer.resume`.
 """
 
 from __future__ import annotations
@@ -28,14 +33,19 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from framecontract.clients import NoCredentialsError
+from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S, STALE_AFTER_HEARTBEATS, STALE_AFTER_MIN_S
 from framecontract.settings import SettingsError, load_settings
 from producer.errors import ProducerError, UsageError
-from producer.job import run_job
+from producer.job import resume_job, run_job
 from producer.options import DEFAULT_IMAGE_FPS, DEFAULT_JPEG_QUALITY, DEFAULT_RECONNECT_TIMEOUT_S, ProducerOptions
 from producer.redact import MissingVariableError, expand_env_placeholders, scrub, url_secrets
 from producer.sources import quiet_decoder_logs
 
 USAGE_HINT = "run 'python -m producer --help' for usage"
+
+JOB_SHAPING = ("job_id", "fps", "max_frames", "duration", "policy", "max_side", "resize", "jpeg_quality", "image_fps",
+               "reconnect_timeout")
+"""Options that decide which frames a job publishes and how: a resumed job keeps its own."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -74,19 +84,54 @@ def build_parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--max-side", type=int, metavar="N", help="scale frames down so the longer side is at most N")
     size.add_argument("--resize", metavar="WxH", help="scale every frame to exactly W x H pixels, e.g. 640x480")
-    parser.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
+    parser.add_argument("--jpeg-quality", type=int,
                         help=f"JPEG quality 1..100 (default {DEFAULT_JPEG_QUALITY})")
-    parser.add_argument("--image-fps", type=float, default=DEFAULT_IMAGE_FPS,
+    parser.add_argument("--image-fps", type=float,
                         help=f"frame rate of a folder of images (default {DEFAULT_IMAGE_FPS:g})")
-    parser.add_argument("--reconnect-timeout", type=float, default=DEFAULT_RECONNECT_TIMEOUT_S, metavar="S",
+    parser.add_argument("--reconnect-timeout", type=float, metavar="S",
                         help="give up on a live source unreachable for S seconds (default "
                              f"{DEFAULT_RECONNECT_TIMEOUT_S:g}; 0 never reconnects; inf retries forever)")
+    parser.add_argument("--heartbeat", type=float, metavar="S",
+                        help="rewrite the running manifest with the progress Pub/Sub confirmed every S seconds "
+                             f"(default {DEFAULT_HEARTBEAT_INTERVAL_S:g}; with --resume, the job's)")
+    parser.add_argument("--resume", metavar="JOB",
+                        help="continue job JOB (a video file or folder of images whose producer died, stopped or "
+                             "failed) from the first frame not confirmed, with the job's own options; SOURCE must be "
+                             "the same file or folder")
+    parser.add_argument("--stale-after", type=_seconds, metavar="S",
+                        help="with --resume: a running job's producer counts as gone after S seconds without a "
+                             f"heartbeat (default {STALE_AFTER_HEARTBEATS} heartbeats, at least "
+                             f"{STALE_AFTER_MIN_S:g} s)")
     parser.add_argument("--project", help="Google Cloud project (overrides GOOGLE_CLOUD_PROJECT)")
     parser.add_argument("--topic", help="Pub/Sub topic name (overrides FRAMES_TOPIC)")
     parser.add_argument("--bucket", help="GCS bucket for the manifest and large frames (overrides FRAMES_BUCKET)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (and tracebacks of unexpected errors)")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+def check_resume_arguments(args: argparse.Namespace) -> None:
+    """:class:`UsageError` for an option that cannot go with (or without) ``--resume`` (pure)."""
+    if args.resume is None:
+        if args.stale_after is not None:
+            raise UsageError("--stale-after goes with --resume", "omit it, or add --resume JOB")
+        return
+    for name in JOB_SHAPING:
+        if getattr(args, name) is not None:
+            flag = "--every-frame/--latest-frame" if name == "policy" else "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} cannot be used with --resume: a resumed job keeps the options it started with",
+                             f"omit {flag}")
 
 
 class SecretsFilter(logging.Filter):
@@ -103,6 +148,13 @@ class SecretsFilter(logging.Filter):
                 record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), self.secrets)
                 record.exc_info = None
         return True
+
+
+def given_options(args: argparse.Namespace) -> dict[str, object]:
+    """The :class:`ProducerOptions` given on the command line (the others keep their defaults)."""
+    given = {name: getattr(args, name) for name in JOB_SHAPING}
+    given["heartbeat_interval"] = args.heartbeat
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _source_argument(argv: list[str]) -> str | None:
@@ -135,13 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        options = ProducerOptions(job_id=args.job_id, fps=args.fps, max_frames=args.max_frames,
-                                  jpeg_quality=args.jpeg_quality, policy=args.policy, max_side=args.max_side,
-                                  resize=args.resize, duration=args.duration, image_fps=args.image_fps,
-                                  reconnect_timeout=args.reconnect_timeout).validated()
-        settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
+        check_resume_arguments(args)
         source = expanded if expanded is not None and args.source == url else args.source
-        report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress)
+        if args.resume is not None:
+            settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
+            report = resume_job(source, args.resume, settings, heartbeat_interval=args.heartbeat,
+                                stale_after_s=args.stale_after, handle_signals=True, show_progress=not args.no_progress)
+        else:
+            options = ProducerOptions(**given_options(args)).validated()
+            settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
+            report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress)
     except ProducerError as exc:
         return fail(f"error: {exc}", exc.exit_code)
     except SettingsError as exc:

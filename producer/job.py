@@ -6,6 +6,7 @@ Usage::
     report = run_job("videos/vtest.avi", ProducerOptions(fps=5).validated(), settings, show_progress=True)
     report = run_job("http://cam/video.mjpg", ProducerOptions(duration=60, max_side=640).validated(), settings)
     report.job_id, report.state, report.frames_published, report.frames_dropped, report.frames_per_second
+    report = resume_job("videos/vtest.avi", "vtest-20261128t181840-e804", settings)   # after a crash or a stop
 
 Order of work, so that no job is ever half-published without a manifest that says so:
 
@@ -21,6 +22,13 @@ Order of work, so that no job is ever half-published without a manifest that say
    ``complete``, ``stopped`` or ``failed`` (with ``error``), with the drop count and the gaps of a
    live source, and raise if it failed.
 
+From step 2 to step 4 a heartbeat thread rewrites the running manifest every
+``options.heartbeat_interval`` seconds with ``heartbeat_at`` and the progress Pub/Sub has confirmed
+(:class:`~producer.progress.ConfirmedPrefix`), so that a producer that dies (``kill -9``, a lost host)
+leaves a manifest the collector can call stale, and :func:`resume_job` can continue: it checks the job
+and the source (:mod:`producer.resume`), replays the same decode and sampling, leaves out the frames
+already confirmed before encoding them, and publishes the rest under the indices they had.
+
 Frame policies: ``every-frame`` (files and folders by default) never drops — when publishing is
 slow, reading waits (Pub/Sub flow control → the read-ahead queue → the decoder). ``latest-frame``
 (live sources by default) never makes the reader wait: when publishing falls behind, the oldest
@@ -32,12 +40,14 @@ taken to be published.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +57,8 @@ from google.api_core.retry import Retry, if_exception_type
 from tqdm import tqdm
 
 from framecontract.clients import make_publisher, make_storage_client
-from framecontract.manifest import Manifest
+from framecontract.layout import gs_uri, manifest_name
+from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S, Manifest, utc_now_iso
 from framecontract.message import MAX_INLINE_PAYLOAD_BYTES
 from framecontract.settings import Settings
 from producer.encode import EncodedFrame, encode_jpeg, resize_image
@@ -55,9 +66,21 @@ from producer.errors import ProducerError, PublishFailedError, ResourceNotFoundE
 from producer.messages import frame_message
 from producer.numbering import PublishedFrame, number_published
 from producer.opening import open_source
-from producer.options import JobOptions, Policy, format_size, output_size
+from producer.options import JobOptions, Policy, check_job_id, format_size, output_size
 from producer.prefetch import Prefetcher
+from producer.progress import ConfirmedPrefix, Heartbeat
 from producer.publishing import FramePublisher, PublishLimits
+from producer.resume import (
+    CannotResumeError,
+    ResumePlan,
+    check_resumable,
+    check_resume_source,
+    check_same_source,
+    fingerprint_of,
+    resume_options,
+    resumed_manifest,
+    skip_published,
+)
 from producer.sampling import TimestampSampler, sampled
 from producer.sources import DecodedFrame, FrameSource, SourceInfo
 from producer.stopping import StopRequest, stop_on_signals
@@ -115,6 +138,8 @@ class JobReport:
     """Frames read but not published (``latest-frame`` when publishing fell behind)."""
     video_seconds: float = 0.0
     """Span of source time covered by the decoded frames (0 for live sources)."""
+    resumed_from: int | None = None
+    """A resumed job: the frame it continued at (``frames_published`` counts this run's frames only)."""
 
     @property
     def frames_per_second(self) -> float:
@@ -129,8 +154,12 @@ class JobReport:
         dropped = f", {self.frames_dropped} dropped" if self.frames_dropped else ""
         gaps = len(self.manifest.gaps)
         gap_note = f"; {gaps} reconnect{'s' if gaps != 1 else ''}" if gaps else ""
-        return (f"job {self.job_id} {how}: published {self.frames_published} frames "
-                f"(of {self.frames_decoded} decoded{dropped}) in {self.seconds:.2f} s — "
+        if self.resumed_from is not None:
+            what = (f"resumed at frame {self.resumed_from} and published {self.frames_published} frames, "
+                    f"{self.manifest.frames_published} in all ({self.frames_decoded} decoded{dropped})")
+        else:
+            what = f"published {self.frames_published} frames (of {self.frames_decoded} decoded{dropped})"
+        return (f"job {self.job_id} {how}: {what} in {self.seconds:.2f} s — "
                 f"{self.frames_per_second:.1f} frames/s{realtime}{gap_note}")
 
 
@@ -166,16 +195,57 @@ def run_job(
         check_topic(clients.publisher, settings.topic_path)
         store = JobWriter(clients.storage, settings.bucket)
         manifest = start_manifest(job_id, source, options, settings)
-        publisher = FramePublisher(clients.publisher, settings.topic_path)
-        stop = stop or StopRequest()
-        with stop_on_signals(stop) if handle_signals else nullcontext(stop):  # from here on, a signal stops
-            store.create_manifest(manifest)
-            log.info("job %s: manifest written, publishing %s to %s (%s)", job_id, source.info.name,
-                     settings.topic_path, policy)
-            run = _PublishRun(job_id, source, options, policy, settings, store, publisher, stop,
-                              inline_limit_bytes)
-            run.publish_all(show_progress)
-            return run.finish(manifest, flush_timeout_s)
+        run = _PublishRun(job_id, source, options, policy, settings, store, clients.publisher, stop or StopRequest(),
+                          inline_limit_bytes, manifest)
+        return run.run(store.create_manifest, handle_signals, show_progress, flush_timeout_s)
+
+
+def resume_job(
+    source: str | os.PathLike[str] | FrameSource,
+    job_id: str,
+    settings: Settings,
+    *,
+    heartbeat_interval: float | None = None,
+    stale_after_s: float | None = None,
+    clients: JobClients | None = None,
+    stop: StopRequest | None = None,
+    handle_signals: bool = False,
+    show_progress: bool = False,
+    inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES,
+    flush_timeout_s: float = FLUSH_TIMEOUT_S,
+    now: dt.datetime | None = None,
+) -> JobReport:
+    """Continue job ``job_id`` from ``source`` (the same file or folder) where Pub/Sub's confirmations end.
+
+    Refused, with :class:`~producer.resume.CannotResumeError` (exit status 2) and nothing written: a live
+    source, an unknown or ``complete`` job, a live or ``--latest-frame`` job, another file, another topic,
+    a ``running`` job whose producer is not stale (``stale_after_s`` overrides the job's threshold).
+    The job keeps its own options (sampling, size, quality, bounds); ``heartbeat_interval`` (default: the
+    job's) is this run's. See :mod:`producer.resume` for how the frames already published are left out.
+    """
+    job_id = check_job_id(job_id)
+    if not isinstance(source, FrameSource):
+        check_resume_source(os.fspath(source))
+    clients = clients or JobClients.from_settings(settings)
+    store = JobWriter(clients.storage, settings.bucket)
+    manifest = store.read_manifest(job_id)
+    if manifest is None:
+        where = gs_uri(settings.bucket, manifest_name(job_id))
+        raise CannotResumeError(f"job {job_id!r} not found: no manifest at {where}",
+                                "check the job id, and --bucket/--project")
+    check_resumable(manifest, settings.topic_path, now or dt.datetime.now(dt.UTC), stale_after_s)
+    options = resume_options(manifest, heartbeat_interval or manifest.heartbeat_interval_s
+                             or DEFAULT_HEARTBEAT_INTERVAL_S)
+    if not isinstance(source, FrameSource):
+        source = open_source(os.fspath(source), options)
+    with closing(source):
+        check_same_source(manifest, fingerprint_of(source.info), source.info)
+        check_topic(clients.publisher, settings.topic_path)
+        plan = ResumePlan.of(manifest)
+        restarted = resumed_manifest(manifest, plan, options.heartbeat_interval)
+        run = _PublishRun(job_id, source, options, "every-frame", settings, store, clients.publisher,
+                          stop or StopRequest(), inline_limit_bytes, restarted, plan)
+        return run.run(store.update_manifest, handle_signals, show_progress, flush_timeout_s)
 
 
 def is_live(info: SourceInfo) -> bool:
@@ -209,6 +279,8 @@ def start_manifest(job_id: str, source: FrameSource, options: JobOptions, settin
     return Manifest(
         job_id=job_id, source=info.name, source_kind=info.kind, clock=info.clock,
         source_fps=info.fps, sample_fps=options.fps, width=width, height=height,
+        heartbeat_at=utc_now_iso(), heartbeat_interval_s=options.heartbeat_interval,
+        source_fingerprint=fingerprint_of(info),
         options={
             "sampling": "by-timestamp" if options.fps else "every-frame",
             "policy": options.policy_for(live),
@@ -266,14 +338,23 @@ class _PublishRun:
     """The publishing loop of one job and the bookkeeping for its final manifest."""
 
     def __init__(self, job_id: str, source: FrameSource, options: JobOptions, policy: Policy,
-                 settings: Settings, store: JobWriter, publisher: FramePublisher, stop: StopRequest,
-                 inline_limit_bytes: int) -> None:
+                 settings: Settings, store: JobWriter, publisher_client: Any, stop: StopRequest,
+                 inline_limit_bytes: int, manifest: Manifest, plan: ResumePlan | None = None) -> None:
         self.job_id, self.source, self.options, self.policy, self.settings = job_id, source, options, policy, settings
-        self.store, self.publisher, self.stop = store, publisher, stop
+        self.store, self.stop = store, stop
         self.inline_limit_bytes = inline_limit_bytes
-        self.first_timestamp_us: int | None = None
-        self.last_timestamp_us: int | None = None
-        self.last_frame_index: int | None = None
+        self.manifest = manifest
+        """The running manifest as written at the start; heartbeats and the end write copies of it."""
+        self.plan = plan or ResumePlan(0, None, None)
+        self.confirmed = ConfirmedPrefix(self.plan.start, self.plan.first_timestamp_us,
+                                         self.plan.confirmed_timestamp_us)
+        self.publisher = FramePublisher(publisher_client, settings.topic_path, on_settled=self.confirmed.settled)
+        self.heartbeat = Heartbeat(options.heartbeat_interval, self._beat, name=f"heartbeat-{job_id}")
+        self._manifest_lock = threading.Lock()
+        self._final_written = False
+        self.first_timestamp_us: int | None = self.plan.first_timestamp_us
+        self.last_timestamp_us: int | None = self.plan.confirmed_timestamp_us
+        self.last_frame_index: int | None = self.plan.start - 1 if self.plan.start else None
         self.first_decoded_us: int | None = None
         self.last_decoded_us: int | None = None
         self.claim_checked = 0
@@ -285,6 +366,29 @@ class _PublishRun:
         self.started = time.perf_counter()
         self.deadline: float | None = None
 
+    def run(self, write_first: Callable[[Manifest], None], handle_signals: bool, show_progress: bool,
+            flush_timeout_s: float) -> JobReport:
+        """Write the first manifest with ``write_first``, publish with heartbeats, finish; the job's report."""
+        with stop_on_signals(self.stop) if handle_signals else nullcontext(self.stop):  # a signal stops from here
+            write_first(self.manifest)
+            log.info("job %s: manifest written, publishing %s to %s (%s%s)", self.job_id, self.source.info.name,
+                     self.settings.topic_path, self.policy,
+                     f", resuming at frame {self.plan.start}" if self.plan.start else "")
+            self.heartbeat.start()
+            try:
+                self.publish_all(show_progress)
+                return self.finish(self.manifest, flush_timeout_s)
+            finally:
+                self.heartbeat.stop()
+
+    def _beat(self) -> None:
+        """One heartbeat: the running manifest with the confirmed progress (never after the final manifest)."""
+        with self._manifest_lock:
+            if not self._final_written:
+                progress = self.confirmed.snapshot()
+                self.store.write_heartbeat(self.manifest.beat(progress.frames_confirmed, progress.first_timestamp_us,
+                                                              progress.confirmed_timestamp_us))
+
     def publish_all(self, show_progress: bool) -> None:
         """Publish until the end, ``max_frames``, ``duration``, a stop request or a failure; never raises.
 
@@ -295,16 +399,21 @@ class _PublishRun:
         """
         if self.stop.requested:  # before the first frame was read: a 'stopped' job with no frames
             return
+        start, max_items = self.plan.start, self.options.max_frames
+        if max_items is not None:
+            max_items -= start
+            if max_items <= 0:  # a resumed job whose --max-frames frames are all confirmed
+                return
         if self.options.duration is not None and is_live(self.source.info):
             self.deadline = time.monotonic() + self.options.duration  # ends a live job even while it stalls
-        with tqdm(total=self._expected_frames(), unit="frame", desc=self.job_id, file=sys.stderr,
+        with tqdm(total=self._expected_frames(), initial=start, unit="frame", desc=self.job_id, file=sys.stderr,
                   disable=None if show_progress else True, dynamic_ncols=True) as progress, \
                 Prefetcher(self._encoded_frames(), PREFETCH_FRAMES, name=f"decode-{self.job_id}",
                            policy="drop-oldest" if self.policy == "latest-frame" else "block",
-                           max_items=self.options.max_frames, stop_grace_s=STOP_GRACE_S,
+                           max_items=max_items, stop_grace_s=STOP_GRACE_S,
                            should_stop=self._should_stop, on_stop=self._interrupt_source) as frames:
             try:
-                for frame in number_published(frames):  # frame_index given here, after any drop
+                for frame in number_published(frames, start):  # frame_index given here, after any drop
                     self._publish_one(frame)
                     progress.update()
                     if self.publisher.failed:
@@ -331,22 +440,31 @@ class _PublishRun:
             interrupt()
 
     def _encoded_frames(self) -> Iterator[tuple[int, EncodedFrame]]:
-        """``(timestamp_us, jpeg)`` of each frame that may be published: decode → sample → bound → resize → encode.
+        """``(timestamp_us, jpeg)`` of each frame that may be published: decode → sample → bound → (resume: leave
+        out what was published) → resize → encode.
 
         Not numbered yet: ``latest-frame`` may still drop some of them in the read-ahead queue.
         """
-        sampler = TimestampSampler(self.options.fps)
-        duration_us = None if self.options.duration is None else round(self.options.duration * 1e6)
         max_side, resize, quality = self.options.max_side, self.options.resize, self.options.jpeg_quality
-        for frame in sampled(self._counted(self.source.frames()), sampler, lambda f: f.timestamp_us):
-            if duration_us is not None and frame.timestamp_us - (self.first_decoded_us or 0) >= duration_us:
-                self.bound_reached = f"--duration {self.options.duration:g} s reached"
-                return
+        kept = self._kept_frames()
+        if self.plan.start:
+            kept = skip_published(kept, self.plan, lambda f: f.timestamp_us, self.job_id)
+        for frame in kept:
             image = frame.image
             if max_side is not None or resize is not None:
                 height, width = image.shape[:2]
                 image = resize_image(image, output_size(width, height, max_side, resize))
             yield frame.timestamp_us, encode_jpeg(image, quality)
+
+    def _kept_frames(self) -> Iterator[DecodedFrame]:
+        """The decoded frames ``--fps`` sampling keeps, up to ``--duration``: the frames numbered 0, 1, 2, ..."""
+        sampler = TimestampSampler(self.options.fps)
+        duration_us = None if self.options.duration is None else round(self.options.duration * 1e6)
+        for frame in sampled(self._counted(self.source.frames()), sampler, lambda f: f.timestamp_us):
+            if duration_us is not None and frame.timestamp_us - (self.first_decoded_us or 0) >= duration_us:
+                self.bound_reached = f"--duration {self.options.duration:g} s reached"
+                return
+            yield frame
 
     def _counted(self, frames: Iterator[DecodedFrame]) -> Iterator[DecodedFrame]:
         for frame in frames:
@@ -362,6 +480,7 @@ class _PublishRun:
         if message.payload_name is not None:
             self.store.put_payload(message.payload_name, frame.content.data)
             self.claim_checked += 1
+        self.confirmed.sent(frame.frame_index, frame.timestamp_us)
         self.publisher.publish(message.data, message.attributes, frame.frame_index)
         if self.first_timestamp_us is None:
             self.first_timestamp_us = frame.timestamp_us
@@ -395,16 +514,21 @@ class _PublishRun:
         except KeyboardInterrupt:
             flushed, aborted = False, True
         seconds = time.perf_counter() - self.started
+        self.heartbeat.stop()
         failure = self._failure(flushed, aborted, flush_timeout_s)
         state = "failed" if failure else ("stopped" if self.stop.requested else "complete")
+        progress = self.confirmed.snapshot()
         final = manifest.finish(
-            state, frames_published=self.publisher.succeeded, frames_dropped=self.frames_dropped,
+            state, frames_published=self.plan.start + self.publisher.succeeded, frames_dropped=self.frames_dropped,
             first_timestamp_us=self.first_timestamp_us, last_timestamp_us=self.last_timestamp_us,
             last_frame_index=self.last_frame_index, error=str(failure) if failure else None,
             gaps=tuple(getattr(self.source, "gaps", ())), gaps_total=getattr(self.source, "gaps_total", 0),
             images_skipped=len(getattr(self.source, "skipped", None) or ()),
+            frames_confirmed=progress.frames_confirmed, confirmed_timestamp_us=progress.confirmed_timestamp_us,
         )
-        self.store.update_manifest(final)
+        with self._manifest_lock:
+            self._final_written = True
+            self.store.update_manifest(final)
         if not aborted:
             self.publisher.close()
         if self.claim_checked:
@@ -419,7 +543,7 @@ class _PublishRun:
             raise failure  # an unexpected error: keep its traceback
         return JobReport(self.job_id, state, final, self.frames_decoded, self.publisher.succeeded,
                          seconds, self.stop.reason, self.stop.signal_number, self.frames_dropped,
-                         self._video_seconds())
+                         self._video_seconds(), self.plan.start if self.plan.start else None)
 
     def _failure(self, flushed: bool, aborted: bool, flush_timeout_s: float) -> BaseException | None:
         """Why the job failed, or ``None``: the loop's error first, then failed or unconfirmed publishes."""

@@ -33,11 +33,14 @@ class PublishedFrame(Generic[T]):
     content: T
 
 
-def number_published(frames: Iterable[tuple[int, T]]) -> Iterator[PublishedFrame[T]]:
+def number_published(frames: Iterable[tuple[int, T]], start: int = 0) -> Iterator[PublishedFrame[T]]:
     """Number ``(timestamp_us, content)`` pairs in the order they are published: 0, 1, 2, ...
+
+    ``start`` > 0 only for a resumed job, whose frames before ``start`` were published by the run it
+    continues (:mod:`producer.resume` replays the same decode and sampling and leaves them out).
 
     >>> [(f.frame_index, f.timestamp_us) for f in number_published([(0, "a"), (400_000, "b")])]
     [(0, 0), (1, 400000)]
     """
-    for frame_index, (timestamp_us, content) in enumerate(frames):
+    for frame_index, (timestamp_us, content) in enumerate(frames, start):
         yield PublishedFrame(frame_index, timestamp_us, content)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from framecontract.jobid import InvalidJobIdError, generate_job_id, validate_job_id
+from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S
 from producer.errors import UsageError
 
 DEFAULT_JPEG_QUALITY = 90
@@ -30,6 +31,9 @@ DEFAULT_IMAGE_FPS = 25.0
 
 DEFAULT_RECONNECT_TIMEOUT_S = 60.0
 """How long a live source may stay unreachable before the job gives up (``failed``)."""
+
+MIN_HEARTBEAT_INTERVAL_S = 1.0
+"""Cloud Storage takes about one write per second to one object name: no faster heartbeat."""
 
 Policy = Literal["every-frame", "latest-frame"]
 POLICIES: tuple[str, ...] = ("every-frame", "latest-frame")
@@ -60,6 +64,8 @@ class ProducerOptions:
     image_fps: float = DEFAULT_IMAGE_FPS
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT_S
     """Give up on a live source that stays unreachable this long (0: never reconnect)."""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    """Rewrite the running manifest with the confirmed progress every this many seconds."""
 
     def validated(self) -> JobOptions:
         """The options checked and typed, else :class:`UsageError` naming the first unusable one."""
@@ -90,11 +96,16 @@ class ProducerOptions:
             raise UsageError(f"--reconnect-timeout must be 0 or more seconds, got {self.reconnect_timeout:g}",
                              f"omit it for the default ({DEFAULT_RECONNECT_TIMEOUT_S:g}), 0 never reconnects, "
                              "'inf' retries forever")
+        if not (math.isfinite(self.heartbeat_interval) and self.heartbeat_interval >= MIN_HEARTBEAT_INTERVAL_S):
+            raise UsageError(f"--heartbeat must be at least {MIN_HEARTBEAT_INTERVAL_S:g} second, got "
+                             f"{self.heartbeat_interval:g}",
+                             f"omit it for the default ({DEFAULT_HEARTBEAT_INTERVAL_S:g})")
         return JobOptions(
             job_id=check_job_id(self.job_id) if self.job_id is not None else None,
             fps=self.fps, max_frames=self.max_frames, jpeg_quality=self.jpeg_quality,
             policy=cast(Policy, self.policy), max_side=self.max_side, resize=resize, duration=self.duration,
             image_fps=self.image_fps, reconnect_timeout=self.reconnect_timeout,
+            heartbeat_interval=self.heartbeat_interval,
         )
 
 
@@ -114,6 +125,8 @@ class JobOptions:
     duration: float | None
     image_fps: float
     reconnect_timeout: float
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    """Seconds between heartbeats (rewrites of the running manifest)."""
 
     def policy_for(self, live: bool) -> Policy:
         """The frame policy in force: the one asked for, else latest-frame for live sources."""

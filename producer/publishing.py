@@ -17,6 +17,7 @@ first failures, so a job of any length needs constant memory.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +73,12 @@ class PublishFailure:
 class FramePublisher:
     """Publishes frame messages to one topic and keeps count of what was confirmed."""
 
-    def __init__(self, client: Any, topic_path: str) -> None:
+    def __init__(self, client: Any, topic_path: str,
+                 on_settled: Callable[[int, bool], None] | None = None) -> None:
         self._client = client
         self.topic_path = topic_path
+        self._on_settled = on_settled
+        """Called with ``(frame_index, ok)`` as each publish succeeds or fails (e.g. :class:`ConfirmedPrefix`)."""
         self._lock = threading.Condition()
         self.submitted = 0
         self.succeeded = 0
@@ -100,6 +104,8 @@ class FramePublisher:
         future.add_done_callback(lambda done: self._record(frame_index, done.exception()))
 
     def _record(self, frame_index: int, error: BaseException | None) -> None:
+        if self._on_settled is not None:  # first: once flush() returns, every outcome has been passed on
+            self._on_settled(frame_index, error is None)
         with self._lock:
             if error is None:
                 self.succeeded += 1
