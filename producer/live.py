@@ -11,9 +11,10 @@ Usage::
 
 A live source is opened by connecting and receiving its first frame, so an unreachable camera,
 bad credentials or a URL that serves no video fail *before* a job exists. After that, a dropped
-connection, a stall longer than ``read_timeout`` or an ended stream is logged and reconnected with
-exponential backoff (0.5 s doubling to 10 s); the outage is recorded as a gap (last frame before,
-first frame after, reason, attempts). A source unreachable for ``reconnect_timeout`` seconds
+connection, no whole frame for ``frame_timeout`` seconds (a stalled server, or one trickling bytes
+that never make a frame) or an ended stream is logged and reconnected with exponential backoff
+(0.5 s doubling to 10 s); the outage is recorded as a gap (last frame before, first frame after,
+reason, attempts). A source unreachable for ``reconnect_timeout`` seconds
 raises :class:`StreamUnavailableError`: the job ends ``failed``, with what it had published.
 
 ``http(s)://`` is read by the producer itself when the server answers ``multipart/x-mixed-replace``
@@ -26,12 +27,16 @@ opened by index through V4L2.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 import cv2
@@ -41,6 +46,7 @@ import urllib3
 
 from producer.errors import ProducerError
 from producer.mjpeg import MjpegProtocolError, MultipartJpegParser, boundary_from_content_type, is_multipart
+from producer.options import DEFAULT_FRAME_TIMEOUT_S
 from producer.redact import redact_url, scrub, url_secrets
 from producer.sources import DecodedFrame, SourceInfo
 from producer.timestamps import usable_fps
@@ -48,8 +54,8 @@ from producer.timestamps import usable_fps
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 10.0
-"""No frame for this long counts as a dropped connection."""
+FRAME_TIMEOUT_S = DEFAULT_FRAME_TIMEOUT_S
+"""No whole frame for this long counts as a dropped connection, however many bytes trickle in."""
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
 MAX_GAPS_RECORDED = 1000
@@ -276,10 +282,14 @@ def prefer_rtsp_over_tcp() -> None:
 
 
 def connect_capture(target: str | int, name: str, secrets: tuple[str, ...],
-                    connect_timeout: float, read_timeout: float) -> CaptureConnection:
-    """Open a stream URL (FFmpeg) or a webcam index (V4L2) and read its first frame; :class:`StreamLost` if not."""
+                    connect_timeout: float, frame_timeout: float) -> CaptureConnection:
+    """Open a stream URL (FFmpeg) or a webcam index (V4L2) and read its first frame; :class:`StreamLost` if not.
+
+    OpenCV's read timeout bounds each ``read()``, which reads packets until a frame decodes: a deadline
+    per frame, however slowly the bytes come.
+    """
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(connect_timeout * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(frame_timeout * 1000)]
     if isinstance(target, int):
         capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
     else:
@@ -292,26 +302,142 @@ def connect_capture(target: str | int, name: str, secrets: tuple[str, ...],
     ok, image = capture.read()
     if not ok or image is None:
         capture.release()
-        raise StreamLost(f"it opened but sent no frame within {read_timeout:g} s")
+        raise StreamLost(f"it opened but sent no frame within {frame_timeout:g} s")
     return CaptureConnection(capture, image)
 
 
 # --- HTTP(S) MJPEG ------------------------------------------------------------------------------
 
 
-class MjpegConnection:
-    """One HTTP response streaming ``multipart/x-mixed-replace`` JPEGs."""
+def late_frame_message(frame_timeout: float) -> str:
+    """Why a connection that delivers no whole frame in time is dropped."""
+    return f"no whole frame within {frame_timeout:g} s (a stalled or trickling server)"
 
-    def __init__(self, response: requests.Response, name: str) -> None:
+
+def late_connect_message(seconds: float) -> str:
+    """Why a connection that has not delivered its first frame in time is dropped."""
+    return f"no frame within {seconds:g} s of connecting (a stalled or trickling server)"
+
+
+_ON_CONNECT: contextvars.ContextVar[Callable[[socket.socket], None] | None] = contextvars.ContextVar(
+    "producer_live_on_connect", default=None)
+"""Told the socket of every HTTP connection this thread opens while a :class:`ConnectWatchdog` is on."""
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        report = _ON_CONNECT.get()
+        if report is not None and self.sock is not None:
+            report(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        report = _ON_CONNECT.get()
+        if report is not None and self.sock is not None:
+            report(self.sock)
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose connections report their sockets to :data:`_ON_CONNECT` (no proxy support)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def watched_session() -> requests.Session:
+    """A session whose direct connections a :class:`ConnectWatchdog` can cut (through a proxy it cannot)."""
+    session = requests.Session()
+    session.mount("http://", _WatchedAdapter())
+    session.mount("https://", _WatchedAdapter())
+    return session
+
+
+class ConnectWatchdog:
+    """Shuts down the connections opened inside ``with`` once ``seconds`` have passed.
+
+    Usage::
+
+        with ConnectWatchdog(11.0) as watchdog:
+            response = watched_session().get(url, stream=True, timeout=(10, 1))
+            ...                                  # read the first frame
+        if watchdog.expired: ...
+
+    A socket timeout bounds each read, not a whole response: a server sending its status line,
+    headers or first frame a byte at a time would hold a plain ``requests.get`` for ever.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        """Did the time run out before the ``with`` block ended? Final once the block has ended."""
+        self._ended = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._token: contextvars.Token[Callable[[socket.socket], None] | None] | None = None
+
+    def _register(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut_down(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+    def __enter__(self) -> ConnectWatchdog:
+        self._token = _ON_CONNECT.set(self._register)
+        self._timer.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._ended = True
+        if self._token is not None:
+            _ON_CONNECT.reset(self._token)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    """End any read blocked on ``sock`` (a close from another thread would not)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class MjpegConnection:
+    """One HTTP response streaming ``multipart/x-mixed-replace`` JPEGs; a whole frame due every ``frame_timeout`` s."""
+
+    def __init__(self, response: requests.Response, name: str, frame_timeout: float = FRAME_TIMEOUT_S) -> None:
         self._response = response
         self._parser = MultipartJpegParser(boundary_from_content_type(response.headers.get("Content-Type", "")))
         self._ready: list[bytes] = []
         self._name = name
+        self._frame_timeout = frame_timeout
         self.fps: float | None = None
         self.parts_undecodable = 0
         self.first_image = self._next_image()
 
     def _next_image(self) -> np.ndarray:
+        deadline = time.monotonic() + self._frame_timeout
         while True:
             while self._ready:
                 data = self._ready.pop(0)
@@ -320,16 +446,35 @@ class MjpegConnection:
                     return image
                 self.parts_undecodable += 1
                 log.warning("%s: skipped a part that is not a decodable JPEG (%d bytes)", self._name, len(data))
-            try:
-                chunk = self._response.raw.read1(HTTP_CHUNK_BYTES)
-            except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
-                raise StreamLost(f"connection lost ({type(exc).__name__}: {exc})") from None
-            if not chunk:
-                raise StreamLost("the server closed the connection")
+            chunk = self._read(deadline)
             try:
                 self._ready.extend(self._parser.feed(chunk))
             except MjpegProtocolError as exc:
                 raise StreamLost(f"not a valid MJPEG stream: {exc}") from None
+
+    def _read(self, deadline: float) -> bytes:
+        """The next bytes off the socket, waiting at most until ``deadline``; :class:`StreamLost` if none."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise StreamLost(late_frame_message(self._frame_timeout))
+        self._limit_read_wait(remaining)
+        try:
+            chunk = self._response.raw.read1(HTTP_CHUNK_BYTES)
+        except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
+            if time.monotonic() >= deadline:
+                raise StreamLost(late_frame_message(self._frame_timeout)) from None
+            raise StreamLost(f"connection lost ({type(exc).__name__}: {exc})") from None
+        if not chunk:
+            raise StreamLost("the server closed the connection")
+        return chunk
+
+    def _limit_read_wait(self, seconds: float) -> None:
+        """Let the next socket read wait no longer than ``seconds`` (the frame's deadline)."""
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed by interrupt(): the read fails at once
+                sock.settimeout(max(seconds, 0.001))
 
     def images(self) -> Iterator[np.ndarray]:
         image: np.ndarray | None = self.first_image
@@ -354,21 +499,39 @@ def http_get(url: str, connect_timeout: float, read_timeout: float) -> requests.
     auth: Any = (user, password) if (user or password) else None
     timeout = (connect_timeout, read_timeout)
     headers = {"Accept": "multipart/x-mixed-replace, */*"}
-    response = requests.get(bare, stream=True, timeout=timeout, auth=auth, headers=headers)
+    session = watched_session()
+    response = session.get(bare, stream=True, timeout=timeout, auth=auth, headers=headers)
     if response.status_code == 401 and auth and "digest" in response.headers.get("WWW-Authenticate", "").lower():
         response.close()
-        response = requests.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password),
-                                headers=headers)
+        response = session.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password),
+                               headers=headers)
     return response
 
 
-def connect_http(url: str, name: str, connect_timeout: float, read_timeout: float) -> MjpegConnection | None:
+def connect_http(url: str, name: str, connect_timeout: float,
+                 frame_timeout: float = FRAME_TIMEOUT_S) -> MjpegConnection | None:
     """An MJPEG connection, ``None`` if the server answers something that is not multipart (for FFmpeg).
 
-    :class:`StreamLost` when the server cannot be reached, refuses (HTTP status) or sends no JPEG.
+    :class:`StreamLost` when the server cannot be reached, refuses (HTTP status) or sends no JPEG,
+    or when the first frame is not whole ``connect_timeout + frame_timeout`` seconds after the start.
     """
+    with ConnectWatchdog(connect_timeout + frame_timeout) as watchdog:
+        try:
+            connection = _connect_http(url, name, connect_timeout, frame_timeout)
+        except StreamLost:
+            if not watchdog.expired:
+                raise
+            connection = None
+    if watchdog.expired:  # whatever came back came through a socket shut down half-way
+        if connection is not None:
+            connection.close()
+        raise StreamLost(late_connect_message(watchdog.seconds))
+    return connection
+
+
+def _connect_http(url: str, name: str, connect_timeout: float, frame_timeout: float) -> MjpegConnection | None:
     try:
-        response = http_get(url, connect_timeout, read_timeout)
+        response = http_get(url, connect_timeout, frame_timeout)
     except requests.RequestException as exc:
         raise StreamLost(f"cannot connect ({type(exc).__name__}: {exc})") from None
     if response.status_code in (401, 403):
@@ -381,7 +544,7 @@ def connect_http(url: str, name: str, connect_timeout: float, read_timeout: floa
         response.close()
         return None
     try:
-        return MjpegConnection(response, name)
+        return MjpegConnection(response, name, frame_timeout)
     except (StreamLost, MjpegProtocolError) as exc:
         response.close()
         raise StreamLost(str(exc)) from None
@@ -391,8 +554,11 @@ def connect_http(url: str, name: str, connect_timeout: float, read_timeout: floa
 
 
 def open_live_source(target: str | int, reconnect_timeout: float, *, connect_timeout: float = CONNECT_TIMEOUT_S,
-                     read_timeout: float = READ_TIMEOUT_S) -> LiveSource:
-    """Connect to a stream URL or a webcam index and read the first frame; :class:`StreamUnavailableError` if not."""
+                     frame_timeout: float = FRAME_TIMEOUT_S) -> LiveSource:
+    """Connect to a stream URL or a webcam index and read the first frame; :class:`StreamUnavailableError` if not.
+
+    ``frame_timeout``: no whole frame for this many seconds is a lost connection (then reconnects).
+    """
     if isinstance(target, int):
         name, kind, secrets = f"webcam {target}", "webcam", ()
     else:
@@ -400,19 +566,19 @@ def open_live_source(target: str | int, reconnect_timeout: float, *, connect_tim
     scheme = target.split("://", 1)[0].lower() if isinstance(target, str) else ""
 
     def connect_with_ffmpeg() -> Connection:
-        return connect_capture(target, name, secrets, connect_timeout, read_timeout)
+        return connect_capture(target, name, secrets, connect_timeout, frame_timeout)
 
     connect: Callable[[], Connection] = connect_with_ffmpeg
     reader = "v4l2" if kind == "webcam" else "ffmpeg"
     try:
         first: Connection | None = None
         if scheme in ("http", "https"):
-            first = connect_http(str(target), name, connect_timeout, read_timeout)
+            first = connect_http(str(target), name, connect_timeout, frame_timeout)
             if first is not None:
                 reader = "mjpeg"
 
                 def connect_mjpeg() -> Connection:
-                    connection = connect_http(str(target), name, connect_timeout, read_timeout)
+                    connection = connect_http(str(target), name, connect_timeout, frame_timeout)
                     if connection is None:
                         raise StreamLost("the server no longer serves multipart/x-mixed-replace")
                     return connection

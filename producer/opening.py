@@ -68,9 +68,9 @@ def open_source(source: str, options: JobOptions) -> FrameSource:
     if spec.kind == "webcam" and Path(source).exists():  # a file or folder that happens to be called "0"
         spec = SourceSpec("path", source)
     if spec.kind == "webcam":
-        return open_live_source(int(spec.target), options.reconnect_timeout)
+        return open_live_source(int(spec.target), options.reconnect_timeout, frame_timeout=options.frame_timeout)
     if spec.kind in ("http", "stream"):
-        return open_live_source(spec.target, options.reconnect_timeout)
+        return open_live_source(spec.target, options.reconnect_timeout, frame_timeout=options.frame_timeout)
     path = Path(spec.target)
     if path.is_dir():
         from producer.images import open_image_folder

@@ -32,6 +32,9 @@ DEFAULT_IMAGE_FPS = 25.0
 DEFAULT_RECONNECT_TIMEOUT_S = 60.0
 """How long a live source may stay unreachable before the job gives up (``failed``)."""
 
+DEFAULT_FRAME_TIMEOUT_S = 10.0
+"""How long a live source may take to deliver one whole frame before its connection counts as lost."""
+
 MIN_HEARTBEAT_INTERVAL_S = 1.0
 """Cloud Storage takes about one write per second to one object name: no faster heartbeat."""
 
@@ -64,6 +67,8 @@ class ProducerOptions:
     image_fps: float = DEFAULT_IMAGE_FPS
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT_S
     """Give up on a live source that stays unreachable this long (0: never reconnect)."""
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT_S
+    """Reconnect a live source that delivers no whole frame for this long (stalled, or trickling bytes)."""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
     """Rewrite the running manifest with the confirmed progress every this many seconds."""
 
@@ -96,6 +101,9 @@ class ProducerOptions:
             raise UsageError(f"--reconnect-timeout must be 0 or more seconds, got {self.reconnect_timeout:g}",
                              f"omit it for the default ({DEFAULT_RECONNECT_TIMEOUT_S:g}), 0 never reconnects, "
                              "'inf' retries forever")
+        if not (math.isfinite(self.frame_timeout) and self.frame_timeout > 0):
+            raise UsageError(f"--frame-timeout must be a number of seconds greater than 0, got {self.frame_timeout:g}",
+                             f"omit it for the default ({DEFAULT_FRAME_TIMEOUT_S:g})")
         if not (math.isfinite(self.heartbeat_interval) and self.heartbeat_interval >= MIN_HEARTBEAT_INTERVAL_S):
             raise UsageError(f"--heartbeat must be at least {MIN_HEARTBEAT_INTERVAL_S:g} second, got "
                              f"{self.heartbeat_interval:g}",
@@ -105,6 +113,7 @@ class ProducerOptions:
             fps=self.fps, max_frames=self.max_frames, jpeg_quality=self.jpeg_quality,
             policy=cast(Policy, self.policy), max_side=self.max_side, resize=resize, duration=self.duration,
             image_fps=self.image_fps, reconnect_timeout=self.reconnect_timeout,
+            frame_timeout=self.frame_timeout,
             heartbeat_interval=self.heartbeat_interval,
         )
 
@@ -125,6 +134,8 @@ class JobOptions:
     duration: float | None
     image_fps: float
     reconnect_timeout: float
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT_S
+    """Seconds a live source may take to deliver one whole frame before it is reconnected."""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
     """Seconds between heartbeats (rewrites of the running manifest)."""
 

@@ -13,6 +13,12 @@ the *first* connection sends N whole frames and half of the next, then the serve
 needs HTTP auth (401 otherwise): Basic, or with ``auth="digest"`` Digest (RFC 7616, MD5, qop=auth)
 as many IP cameras demand. After ``max_connections`` connections every request gets
 503 (a camera that never comes back).
+
+A hostile camera, on its first connection only: ``trickle_first_after=N`` sends N whole frames, then
+the next part one byte every ``trickle_interval`` seconds; ``trickle_headers=True`` sends the
+response's status line and headers that way. Either goes on until the part (or the headers) is
+complete, the client leaves or the server stops; the next connections are served normally.
+``authorizations`` lists the ``Authorization`` header of every request, in order (``""`` if none).
 """
 
 from __future__ import annotations
@@ -60,8 +66,12 @@ class MjpegServer:
 
     def __init__(self, jpegs: list[bytes], fps: float = 25.0, drop_first_after: int | None = None,
                  credentials: tuple[str, str] | None = None, content_length: bool = True,
-                 max_connections: int | None = None, auth: str = "basic") -> None:
+                 max_connections: int | None = None, auth: str = "basic", trickle_first_after: int | None = None,
+                 trickle_headers: bool = False, trickle_interval: float = 0.01) -> None:
         self.jpegs, self.fps, self.drop_first_after = jpegs, fps, drop_first_after
+        self.trickle_first_after, self.trickle_headers = trickle_first_after, trickle_headers
+        self.trickle_interval = trickle_interval
+        self.authorizations: list[str] = []
         self.auth = auth
         self.nonce = secrets.token_hex(16)
         self.max_connections = max_connections
@@ -82,6 +92,8 @@ class MjpegServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 — the http.server API
+                with server._lock:
+                    server.authorizations.append(self.headers.get("Authorization", ""))
                 if self.path != "/stream":
                     self.send_error(404, "no such stream")
                     return
@@ -103,10 +115,13 @@ class MjpegServer:
                         return
                     server.connections += 1
                     connection = server.connections
-                self.send_response(200)
-                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
+                head = (f"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n"
+                        "Cache-Control: no-cache\r\n\r\n").encode()
+                if connection == 1 and server.trickle_headers:
+                    if not server._trickle(self, head):
+                        return
+                else:
+                    self.wfile.write(head)
                 server._stream(self, connection)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -149,7 +164,11 @@ class MjpegServer:
                     handler.wfile.write(part[: len(part) // 2])
                     handler.wfile.flush()
                     return  # the handler returns: HTTP/1.0, so the server closes the socket mid-part
-                handler.wfile.write(part)
+                if connection == 1 and sent == self.trickle_first_after:
+                    if not self._trickle(handler, part):
+                        return
+                else:
+                    handler.wfile.write(part)
                 handler.wfile.flush()
                 sent += 1
                 with self._sent:
@@ -159,6 +178,19 @@ class MjpegServer:
                 time.sleep(max(0.0, next_at - time.monotonic()))
         except (BrokenPipeError, ConnectionResetError):
             return
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, data: bytes) -> bool:
+        """Send ``data`` one byte every ``trickle_interval`` s; False if the server stopped or the client left first."""
+        try:
+            for at in range(len(data)):
+                if self._stopping.is_set():
+                    return False
+                handler.wfile.write(data[at:at + 1])
+                handler.wfile.flush()
+                time.sleep(self.trickle_interval)  # the camera's pace, not the test's synchronisation
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
 
     def url(self, user: str | None = None, password: str | None = None, path: str = "/stream") -> str:
         auth = f"{user}:{password}@" if user is not None else ""

@@ -86,6 +86,24 @@ def test_mjpeg_camera_drops_the_connection_and_the_job_reconnects(
     assert PASSWORD not in manifest.to_json() and "viewer" not in manifest.to_json()
 
 
+def test_a_camera_trickling_a_frame_is_reconnected_and_the_gap_says_why(
+    pubsub_settings: Settings, camera_jpegs: list[bytes]
+) -> None:
+    # the 6th part comes a byte every 10 ms: whole in minutes, so only the 0.5 s frame deadline ends the wait
+    with MjpegServer(camera_jpegs, fps=25, trickle_first_after=5, trickle_interval=0.01) as camera:
+        report = run_job(camera.url(), job_options(job_id="cam-trickle", max_frames=8, frame_timeout=0.5),
+                         pubsub_settings)
+        assert camera.connections == 2
+    assert (report.state, report.frames_published) == ("complete", 8)
+    frames = by_index(pull_all(pubsub_settings, expected=8))
+    assert [closest_frame(decode_jpeg(data), camera_jpegs) for _, data in frames] == [0, 1, 2, 3, 4, 0, 1, 2]
+    manifest = read_manifest(pubsub_settings, "cam-trickle")
+    assert manifest.gaps_total == 1
+    assert manifest.gaps[0]["reason"] == "no whole frame within 0.5 s (a stalled or trickling server)"
+    assert manifest.gaps[0]["after_timestamp_us"] == frames[4][0].timestamp_us
+    assert manifest.gaps[0]["resumed_timestamp_us"] == frames[5][0].timestamp_us
+
+
 def test_an_unreachable_camera_fails_before_a_job_exists(pubsub_settings: Settings) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -60,3 +60,16 @@ def test_job_id_is_the_given_one_or_generated_from_the_source_name() -> None:
     job_id = ProducerOptions().validated().job_id_for("/videos/My Clip.final.mp4")
     assert re.fullmatch(r"my-clip-final-\d{8}t\d{6}-[0-9a-f]{4}", job_id)
     assert ProducerOptions(job_id="given").validated().job_id_for("/videos/x.mp4") == "given"
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_the_frame_timeout_is_a_finite_number_of_seconds(value: float) -> None:
+    with pytest.raises(UsageError) as caught:
+        ProducerOptions(frame_timeout=value).validated()
+    assert str(caught.value) == (f"--frame-timeout must be a number of seconds greater than 0, got {value:g} — omit "
+                                 "it for the default (10)")
+
+
+def test_the_frame_timeout_defaults_to_ten_seconds() -> None:
+    assert ProducerOptions().validated().frame_timeout == 10.0
+    assert ProducerOptions(frame_timeout=0.25).validated().frame_timeout == 0.25
