@@ -37,7 +37,13 @@ from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S, STALE_AFTER_HEA
 from framecontract.settings import SettingsError, load_settings
 from producer.errors import ProducerError, UsageError
 from producer.job import resume_job, run_job
-from producer.options import DEFAULT_IMAGE_FPS, DEFAULT_JPEG_QUALITY, DEFAULT_RECONNECT_TIMEOUT_S, ProducerOptions
+from producer.options import (
+    DEFAULT_FRAME_TIMEOUT_S,
+    DEFAULT_IMAGE_FPS,
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_RECONNECT_TIMEOUT_S,
+    ProducerOptions,
+)
 from producer.redact import MissingVariableError, expand_env_placeholders, scrub, url_secrets
 from producer.sources import quiet_decoder_logs
 
@@ -91,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reconnect-timeout", type=float, metavar="S",
                         help="give up on a live source unreachable for S seconds (default "
                              f"{DEFAULT_RECONNECT_TIMEOUT_S:g}; 0 never reconnects; inf retries forever)")
+    parser.add_argument("--frame-timeout", type=float, metavar="S",
+                        help="a live source that delivers no whole frame for S seconds (stalled, or trickling "
+                             f"bytes) is reconnected (default {DEFAULT_FRAME_TIMEOUT_S:g})")
     parser.add_argument("--heartbeat", type=float, metavar="S",
                         help="rewrite the running manifest with the progress Pub/Sub confirmed every S seconds "
                              f"(default {DEFAULT_HEARTBEAT_INTERVAL_S:g}; with --resume, the job's)")
@@ -154,6 +163,7 @@ def given_options(args: argparse.Namespace) -> dict[str, object]:
     """The :class:`ProducerOptions` given on the command line (the others keep their defaults)."""
     given = {name: getattr(args, name) for name in JOB_SHAPING}
     given["heartbeat_interval"] = args.heartbeat
+    given["frame_timeout"] = args.frame_timeout
     return {name: value for name, value in given.items() if value is not None}
 
 

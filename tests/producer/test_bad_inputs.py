@@ -51,6 +51,8 @@ def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str], status: 
                                 "default (25)"),
         (["--reconnect-timeout", "-5"], "error: --reconnect-timeout must be 0 or more seconds, got -5 — omit it for "
                                         "the default (60), 0 never reconnects, 'inf' retries forever"),
+        (["--frame-timeout", "0"], "error: --frame-timeout must be a number of seconds greater than 0, got 0 — omit "
+                                   "it for the default (10)"),
     ],
 )
 def test_bad_new_options(args: list[str], line: str, synthetic_video: Path,
