@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from collector.cli import EXIT_DONE_WITH_ERRORS, EXIT_ERROR, EXIT_OK, EXIT_TIMED_OUT, main
+from collector.cli import EXIT_DONE_WITH_ERRORS, EXIT_ERROR, EXIT_OK, EXIT_PRODUCER_STALE, EXIT_TIMED_OUT, main
 from collector.synthetic import seed_job
 from framecontract.settings import Settings
 from tests.collector.helpers import decode_video
@@ -61,6 +62,41 @@ def test_wait_exit_codes(bucket, capsys) -> None:
     assert run(capsys, "wait", "--job", "w-err", "--timeout", "5")[0] == EXIT_DONE_WITH_ERRORS
     code, _, err = run(capsys, "wait", "--job", "w-run", "--timeout", "0.3", "--poll", "0.1")
     assert (code, err.strip()) == (EXIT_TIMED_OUT, "job w-run: 2 of 2+ processed, 0 errors (state running); timed out")
+
+
+def seed_silent_job(bucket, job_id: str, seconds_ago: float) -> str:  # noqa: ANN001
+    """A running job whose producer (5 s heartbeat) last wrote its manifest ``seconds_ago``; its ``heartbeat_at``."""
+    import dataclasses
+    import datetime as dt
+
+    from framecontract.layout import manifest_name
+
+    manifest = seed_job(bucket, job_id, [0, 1], state="running")
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    beat = dataclasses.replace(manifest, heartbeat_interval_s=5.0).beat(3, 0, 200_000, at=at)
+    bucket.blob(manifest_name(job_id)).upload_from_string(beat.to_json(), content_type="application/json")
+    return at
+
+
+def test_wait_ends_with_its_own_exit_code_when_the_producer_is_stale(bucket, capsys) -> None:
+    last = seed_silent_job(bucket, "w-dead", seconds_ago=600)
+    seed_silent_job(bucket, "w-alive", seconds_ago=0)
+    code, _, err = run(capsys, "wait", "--job", "w-dead", "--timeout", "5")
+    assert code == EXIT_PRODUCER_STALE == 5
+    assert re.fullmatch(rf"job w-dead: 2 of 3\+ processed, 0 errors \(state running\); producer stale: no heartbeat "
+                        rf"for 6\d\d s \(last at {re.escape(last)}\) — resume a file or image-folder job with "
+                        r"'python -m producer SOURCE --resume w-dead'", err.strip()), err
+    code, _, err = run(capsys, "wait", "--job", "w-alive", "--timeout", "0.3", "--poll", "0.1")
+    assert (code, err.strip()) == (
+        EXIT_TIMED_OUT, "job w-alive: 2 of 3+ processed, 0 errors (state running); timed out")
+    code, stdout, _ = run(capsys, "status", "--job", "w-dead", "--json")
+    data = json.loads(stdout)
+    assert (data["state"], data["producer"], data["stale"], data["heartbeat_at"], data["stale_after_s"]) == (
+        "running", "stale", True, last, 30.0)
+    code, stdout, _ = run(capsys, "status", "--job", "w-alive", "--json", "--stale-after", "0")
+    assert json.loads(stdout)["stale"] is True
+    code, stdout, _ = run(capsys, "jobs")
+    assert [line.split()[:2] for line in stdout.splitlines()[1:]] == [["w-alive", "running"], ["w-dead", "stale"]]
 
 
 def test_jobs_lists_every_job(bucket, capsys) -> None:

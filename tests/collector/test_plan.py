@@ -205,3 +205,67 @@ def test_output_fps_prefers_sample_rate_then_source_rate_then_timestamps() -> No
     assert output_fps(dataclasses.replace(manifest, sample_fps=5.0), timeline) == (5.0, "manifest sample_fps")
     no_rate = dataclasses.replace(manifest, source_fps=None)
     assert output_fps(no_rate, timeline) == (4.0, "median timestamp gap")
+
+
+def beating_job(heartbeat_at: dt.datetime, confirmed: int = 120, interval_s: float = 5.0):  # noqa: ANN201
+    """A running job whose producer last wrote its manifest at ``heartbeat_at`` with ``confirmed`` frames confirmed."""
+    import dataclasses
+
+    running = synthetic_manifest(JOB, published=None, fps=10.0, width=320, height=240, state="running")
+    running = dataclasses.replace(running, heartbeat_interval_s=interval_s)
+    at = heartbeat_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return running.beat(confirmed, 0, timestamp_of(confirmed - 1, 10.0), at=at)
+
+
+def test_a_silent_producer_is_stale_after_its_threshold() -> None:
+    listing = parse_listing(JOB, objects_for([0, 1, 3]))
+    manifest = beating_job(T0)
+    fresh = summarise_status(manifest, listing, T0 + dt.timedelta(seconds=29))
+    assert (fresh.stale, fresh.producer, fresh.stale_after_s, fresh.heartbeat_age_s) == (False, "running", 30.0, 29.0)
+    assert fresh.at_least == 120 and fresh.confirmed == 120
+    stale = summarise_status(manifest, listing, T0 + dt.timedelta(seconds=42.4))
+    assert (stale.stale, stale.producer, stale.heartbeat_age_s) == (True, "stale", 42.4)
+    assert not stale.done and stale.published is None
+    flagged = summarise_status(manifest, listing, T0 + dt.timedelta(seconds=3), stale_after_s=2)
+    assert (flagged.stale, flagged.stale_after_s) == (True, 2.0)
+    assert summarise_status(beating_job(T0, interval_s=20), listing, T0 + dt.timedelta(seconds=42)).stale is False
+
+
+def test_only_a_running_job_with_a_heartbeat_can_be_stale() -> None:
+    listing = parse_listing(JOB, objects_for([0, 1, 2]))
+    much_later = T0 + dt.timedelta(days=3)
+    old_producer = synthetic_manifest(JOB, published=None, fps=10.0, width=320, height=240, state="running")
+    assert summarise_status(old_producer, listing, much_later).stale is False  # no heartbeat recorded: unknown
+    finished = beating_job(T0).finish("complete", frames_published=3)
+    status = summarise_status(finished, listing, much_later, stale_after_s=1)
+    assert (status.stale, status.producer, status.done, status.confirmed) == (False, "finished", True, 0)
+    assert summarise_status(None, listing, much_later).producer == "none"
+
+
+def test_status_text_and_json_of_a_stale_producer() -> None:
+    status = summarise_status(beating_job(T0), parse_listing(JOB, objects_for([0, 1, 3])),
+                              T0 + dt.timedelta(seconds=42.4))
+    lines = format_status(status).splitlines()
+    assert lines[:4] == [
+        f"job        {JOB}",
+        "state      running",
+        "producer   stale: no heartbeat for 42 s (last at 2026-11-28T12:00:00.000000Z); "
+        "120 frames confirmed by Pub/Sub",
+        "published  unknown (producer stale; at least 120)",
+    ]
+    assert lines[-1] == ("eta        none: the producer is gone (a file or image-folder job continues with "
+                         f"'python -m producer SOURCE --resume {JOB}')")
+    assert status.silence_line() == "producer stale: no heartbeat for 42 s (last at 2026-11-28T12:00:00.000000Z)"
+    data = status.to_dict()
+    assert {k: data[k] for k in ("state", "producer", "stale", "heartbeat_at", "heartbeat_age_s", "stale_after_s",
+                                 "frames_confirmed")} == {
+        "state": "running", "producer": "stale", "stale": True, "heartbeat_at": "2026-11-28T12:00:00.000000Z",
+        "heartbeat_age_s": 42.4, "stale_after_s": 30.0, "frames_confirmed": 120}
+
+
+def test_status_text_of_a_beating_producer() -> None:
+    status = summarise_status(beating_job(T0, confirmed=1), parse_listing(JOB, objects_for([0, 1, 3])),
+                              T0 + dt.timedelta(seconds=2))
+    lines = format_status(status).splitlines()
+    assert lines[2:4] == ["producer   heartbeat 2 s ago; 1 frame confirmed by Pub/Sub",
+                          "published  unknown (producer still running; at least 4)"]
