@@ -19,7 +19,9 @@ raises :class:`StreamUnavailableError`: the job ends ``failed``, with what it ha
 
 ``http(s)://`` is read by the producer itself when the server answers ``multipart/x-mixed-replace``
 (MJPEG, as most IP cameras serve it; see :mod:`producer.mjpeg`): each part is one JPEG, there is no
-demuxer to confuse, and Basic/Digest credentials work. Any other HTTP content (an MP4, MPEG-TS, HLS)
+demuxer to confuse, and the URL's credentials go out only in answer to the camera's 401 challenge,
+in the scheme it names: Digest when it offers Digest, Basic only when Basic is all it offers
+(:mod:`producer.httpauth`), over http and https alike. Any other HTTP content (an MP4, MPEG-TS, HLS)
 and every other scheme (``rtsp``, ``rtsps``, ``rtmp``, ``tcp``, ``udp``, ``srt``, ...) go to OpenCV's
 FFmpeg backend (RTSP over TCP unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` says otherwise). A webcam is
 opened by index through V4L2.
@@ -36,8 +38,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from secrets import token_hex
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -45,6 +49,7 @@ import requests
 import urllib3
 
 from producer.errors import ProducerError
+from producer.httpauth import authorization, choose_challenge, parse_challenges
 from producer.mjpeg import MjpegProtocolError, MultipartJpegParser, boundary_from_content_type, is_multipart
 from producer.options import DEFAULT_FRAME_TIMEOUT_S
 from producer.redact import redact_url, scrub, url_secrets
@@ -489,23 +494,58 @@ class MjpegConnection:
         self._response.close()
 
 
-def http_get(url: str, connect_timeout: float, read_timeout: float) -> requests.Response:
-    """GET ``url`` streaming; Basic credentials from the URL, Digest if the camera asks for it."""
-    from requests.auth import HTTPDigestAuth
+HTTP_HEADERS = {"Accept": "multipart/x-mixed-replace, */*"}
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """requests' ``auth`` that adds nothing: no credentials from the URL or ``~/.netrc`` on a first request."""
+    return request
+
+
+def http_get(url: str, connect_timeout: float, frame_timeout: float) -> requests.Response:
+    """GET ``url`` streaming; the URL's credentials only in answer to a 401, in the scheme it asks for.
+
+    The first request carries no credentials at all, over http or https. A 401 is answered once:
+    with Digest if the camera offers Digest, with Basic only if Basic is all it offers
+    (:func:`producer.httpauth.choose_challenge`). :class:`StreamLost` for a challenge that cannot be
+    answered (no credentials in the URL, or only schemes other than Basic and Digest).
+    """
     from requests.utils import get_auth_from_url, urldefragauth
 
     user, password = get_auth_from_url(url)
     bare = urldefragauth(url) if (user or password) else url
-    auth: Any = (user, password) if (user or password) else None
-    timeout = (connect_timeout, read_timeout)
-    headers = {"Accept": "multipart/x-mixed-replace, */*"}
+    timeout = (connect_timeout, frame_timeout)
     session = watched_session()
-    response = session.get(bare, stream=True, timeout=timeout, auth=auth, headers=headers)
-    if response.status_code == 401 and auth and "digest" in response.headers.get("WWW-Authenticate", "").lower():
-        response.close()
-        response = session.get(bare, stream=True, timeout=timeout, auth=HTTPDigestAuth(user, password),
-                               headers=headers)
-    return response
+    response = session.get(bare, stream=True, timeout=timeout, auth=_no_auth, headers=HTTP_HEADERS)
+    if response.status_code != 401:
+        return response
+    response.close()
+    target = response.url  # after any redirect: the URL that asked for credentials
+    challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
+    challenge = choose_challenge(challenges)
+    if not challenges:
+        raise StreamLost("the server answered HTTP 401 without naming an authentication scheme (no WWW-Authenticate)")
+    if challenge is None:
+        offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges}))
+        raise StreamLost(f"the server asks for {offered} authentication (HTTP 401); the producer answers only "
+                         "Basic and Digest")
+    if not (user or password):
+        scheme = target.split("://", 1)[0]
+        raise StreamLost(f"the server asks for a user name and password (HTTP 401, {challenge.scheme.capitalize()}) "
+                         f"and the URL has none: write them as {scheme}://USER:PASSWORD@host/...")
+    header = authorization(challenge, user, password, "GET", request_target(target), cnonce=token_hex(16))
+    return session.get(target, stream=True, timeout=timeout, auth=_no_auth,
+                       headers={**HTTP_HEADERS, "Authorization": header})
+
+
+def request_target(url: str) -> str:
+    """The path and query of ``url`` as sent in the request line (what Digest's ``uri`` must repeat).
+
+    >>> request_target("http://cam:8080/video.cgi?channel=1#x")
+    '/video.cgi?channel=1'
+    """
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def connect_http(url: str, name: str, connect_timeout: float,

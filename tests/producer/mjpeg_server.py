@@ -11,8 +11,9 @@ Each connection streams ``jpegs`` from the start, in a loop, at ``fps``. With ``
 the *first* connection sends N whole frames and half of the next, then the server closes the socket
 (a camera rebooting, a Wi-Fi drop): the client must reconnect. With ``credentials`` every request
 needs HTTP auth (401 otherwise): Basic, or with ``auth="digest"`` Digest (RFC 7616, MD5, qop=auth)
-as many IP cameras demand. After ``max_connections`` connections every request gets
-503 (a camera that never comes back).
+as many IP cameras demand; ``auth="basic+digest"`` offers both (Basic first) and takes either;
+``auth="negotiate"`` asks for a scheme the producer does not speak. After ``max_connections``
+connections every request gets 503 (a camera that never comes back).
 
 A hostile camera, on its first connection only: ``trickle_first_after=N`` sends N whole frames, then
 the next part one byte every ``trickle_interval`` seconds; ``trickle_headers=True`` sends the
@@ -101,11 +102,8 @@ class MjpegServer:
                     with server._lock:
                         server.unauthorized += 1
                     self.send_response(401)
-                    if server.auth == "digest":
-                        self.send_header("WWW-Authenticate", f'Digest realm="camera", qop="auth", '
-                                                             f'nonce="{server.nonce}", algorithm=MD5')
-                    else:
-                        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    for challenge in server.challenges():
+                        self.send_header("WWW-Authenticate", challenge)
                     self.end_headers()
                     return
                 with server._lock:
@@ -129,13 +127,20 @@ class MjpegServer:
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
 
+    def challenges(self) -> list[str]:
+        """The ``WWW-Authenticate`` headers of a 401 answer, in order."""
+        basic = 'Basic realm="camera"'
+        digest = f'Digest realm="camera", qop="auth", nonce="{self.nonce}", algorithm=MD5'
+        return {"basic": [basic], "digest": [digest], "basic+digest": [basic, digest],
+                "negotiate": ["Negotiate"]}[self.auth]
+
     def _authorized(self, header: str) -> bool:
-        """Does the ``Authorization`` header carry the credentials, in the scheme this camera wants?"""
+        """Does the ``Authorization`` header carry the credentials, in a scheme this camera offers?"""
         assert self.credentials is not None
         user, password = self.credentials
-        if self.auth == "basic":
+        if self.auth in ("basic", "basic+digest") and header.startswith("Basic "):
             return header == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        if not header.startswith("Digest "):
+        if self.auth not in ("digest", "basic+digest") or not header.startswith("Digest "):
             return False
         fields = urllib.request.parse_keqv_list(urllib.request.parse_http_list(header[len("Digest "):]))
 

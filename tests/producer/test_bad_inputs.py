@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_the_camera_password_can_come_from_the_environment(
     with MjpegServer(vtest_jpegs(str(vtest_path), 5), fps=25, credentials=("viewer", password)) as camera:
         url = f"http://viewer:{{CAM_PASSWORD}}@127.0.0.1:{camera.port}/stream"
         assert main([url, "--job-id", "cam-env-password", "--max-frames", "3", "--no-progress", "-v"]) == 0
-        assert camera.unauthorized == 0
+        assert camera.authorizations == ["", "Basic " + base64.b64encode(f"viewer:{password}".encode()).decode()]
     captured = capsys.readouterr()
     assert captured.out.splitlines()[-1] == "cam-env-password"
     assert password not in captured.err and "p%40ss" not in captured.err
@@ -145,7 +146,8 @@ def test_a_camera_that_wants_digest_auth(
         report = run_job(camera.url("viewer", PASSWORD), job_options(job_id="cam-digest", max_frames=4),
                          pubsub_settings)
         assert (report.state, report.frames_published) == ("complete", 4)
-        assert camera.unauthorized == 2, "the Basic attempt and requests' HTTPDigestAuth probe get the challenge"
+        assert camera.unauthorized == 1, "one request without credentials gets the challenge, then Digest answers"
+        assert [header[:6] for header in camera.authorizations] == ["", "Digest"], "never Basic"
         line = one_error_line([camera.url("viewer", "wrong-" + PASSWORD)], capsys, status=1)
         assert line == (f"error: cannot read the stream http://***@127.0.0.1:{camera.port}/stream: the server "
                         "refused the credentials (HTTP 401) — check the URL, that the camera is on and reachable "

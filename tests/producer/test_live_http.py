@@ -7,6 +7,7 @@ nothing asserts how fast anything was: a trickled part takes far longer to compl
 
 from __future__ import annotations
 
+import base64
 import itertools
 
 import cv2
@@ -84,3 +85,69 @@ def test_a_trickling_camera_goes_through_the_reconnect_path() -> None:
     assert gap["reason"] == "no whole frame within 0.5 s (a stalled or trickling server)"
     assert (gap["after_timestamp_us"], gap["resumed_timestamp_us"]) == (frames[2].timestamp_us, frames[3].timestamp_us)
     assert gap["reconnect_attempts"] == 1
+
+
+# ---- credentials only in answer to a challenge, in the scheme it names (issue 16) ------------------------
+
+PASSWORD = "pa55-w0rd"
+BASIC = "Basic " + base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()
+
+
+def connect_to(camera: MjpegServer, password: str = PASSWORD) -> None:
+    """Connect with ``viewer:password`` in the URL, read the first frame, close."""
+    connection = connect_http(camera.url("viewer", password), "camera", CONNECT_TIMEOUT_S, 5.0)
+    assert connection is not None
+    connection.close()
+
+
+def test_basic_credentials_go_only_to_a_camera_that_asks_for_basic() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="basic") as camera:
+        connect_to(camera)
+        assert camera.authorizations == ["", BASIC]
+
+
+def test_a_camera_that_asks_for_digest_never_sees_basic() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="digest") as camera:
+        connect_to(camera)
+        first, answer = camera.authorizations
+    assert first == ""
+    assert answer.startswith(f'Digest username="viewer", realm="camera", nonce="{camera.nonce}", uri="/stream", '
+                             "algorithm=MD5, response=")
+
+
+def test_digest_is_answered_when_a_camera_offers_basic_too() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="basic+digest") as camera:
+        connect_to(camera)
+        assert [header.split(" ", 1)[0] for header in camera.authorizations] == ["", "Digest"]
+
+
+def test_a_camera_that_asks_for_nothing_gets_no_credentials() -> None:
+    with MjpegServer(JPEGS) as camera:
+        connect_to(camera)
+        assert camera.authorizations == [""]
+
+
+def test_a_wrong_password_is_tried_once() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="basic") as camera:
+        with pytest.raises(StreamLost) as lost:
+            connect_to(camera, "wrong")
+        assert camera.authorizations == ["", "Basic " + base64.b64encode(b"viewer:wrong").decode()]
+    assert str(lost.value) == "the server refused the credentials (HTTP 401)"
+
+
+def test_a_camera_that_wants_credentials_the_url_does_not_have() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="digest") as camera:
+        with pytest.raises(StreamLost) as lost:
+            connect_http(camera.url(), "camera", CONNECT_TIMEOUT_S, 5.0)
+        assert camera.authorizations == [""]
+    assert str(lost.value) == ("the server asks for a user name and password (HTTP 401, Digest) and the URL has "
+                               "none: write them as http://USER:PASSWORD@host/...")
+
+
+def test_a_camera_that_asks_for_a_scheme_the_producer_does_not_speak() -> None:
+    with MjpegServer(JPEGS, credentials=("viewer", PASSWORD), auth="negotiate") as camera:
+        with pytest.raises(StreamLost) as lost:
+            connect_to(camera)
+        assert camera.authorizations == [""]
+    assert str(lost.value) == ("the server asks for Negotiate authentication (HTTP 401); the producer answers only "
+                               "Basic and Digest")

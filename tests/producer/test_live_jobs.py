@@ -60,7 +60,8 @@ def test_mjpeg_camera_drops_the_connection_and_the_job_reconnects(
     with MjpegServer(camera_jpegs, fps=25, drop_first_after=10, credentials=("viewer", PASSWORD)) as camera:
         report = run_job(camera.url("viewer", PASSWORD), job_options(job_id="cam-reconnect", max_frames=25),
                          pubsub_settings)
-        assert camera.connections == 2 and camera.unauthorized == 0
+        assert camera.connections == 2 and camera.unauthorized == 2
+        assert [header[:5] for header in camera.authorizations] == ["", "Basic"] * 2, "Basic only when challenged"
 
     assert (report.state, report.frames_published, report.frames_dropped) == ("complete", 25, 0)
     frames = by_index(pull_all(pubsub_settings, expected=25))
