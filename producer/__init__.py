@@ -20,6 +20,8 @@ Modules, functional core first:
 - :mod:`producer.opening` — which source a SOURCE argument names, and opening it.
 - :mod:`producer.prefetch` — decode+encode a few frames ahead in a thread (bounded).
 - :mod:`producer.publishing` — batched, flow-controlled publishing with success/failure counts.
+- :mod:`producer.progress` — the run of frames Pub/Sub confirmed, and the heartbeat that writes it to the manifest.
+- :mod:`producer.resume` — ``--resume``: what may be resumed, the source's fingerprint, leaving out what was published.
 - :mod:`producer.storage` — the job's manifest and claim-check payloads in GCS.
 - :mod:`producer.stopping` — SIGINT/SIGTERM turned into a clean stop.
 - :mod:`producer.job` — one job from start to final manifest.
