@@ -48,11 +48,11 @@ import numpy as np
 import requests
 import urllib3
 
-from producer.errors import ProducerError
+from producer.errors import InputError, ProducerError
 from producer.httpauth import authorization, choose_challenge, parse_challenges
 from producer.mjpeg import MjpegProtocolError, MultipartJpegParser, boundary_from_content_type, is_multipart
 from producer.options import DEFAULT_FRAME_TIMEOUT_S
-from producer.redact import redact_url, scrub, url_secrets
+from producer.redact import AmbiguousUrlError, parse_source_url, redact_url, scrub, url_secrets
 from producer.sources import DecodedFrame, SourceInfo
 from producer.timestamps import usable_fps
 
@@ -510,10 +510,9 @@ def http_get(url: str, connect_timeout: float, frame_timeout: float) -> requests
     (:func:`producer.httpauth.choose_challenge`). :class:`StreamLost` for a challenge that cannot be
     answered (no credentials in the URL, or only schemes other than Basic and Digest).
     """
-    from requests.utils import get_auth_from_url, urldefragauth
-
-    user, password = get_auth_from_url(url)
-    bare = urldefragauth(url) if (user or password) else url
+    parsed = parse_source_url(url)
+    user, password = parsed.credentials() or ("", None)
+    bare = parsed.without_userinfo()
     timeout = (connect_timeout, frame_timeout)
     session = watched_session()
     response = session.get(bare, stream=True, timeout=timeout, auth=_no_auth, headers=HTTP_HEADERS)
@@ -529,11 +528,11 @@ def http_get(url: str, connect_timeout: float, frame_timeout: float) -> requests
         offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges}))
         raise StreamLost(f"the server asks for {offered} authentication (HTTP 401); the producer answers only "
                          "Basic and Digest")
-    if not (user or password):
+    if parsed.userinfo is None:
         scheme = target.split("://", 1)[0]
         raise StreamLost(f"the server asks for a user name and password (HTTP 401, {challenge.scheme.capitalize()}) "
                          f"and the URL has none: write them as {scheme}://USER:PASSWORD@host/...")
-    header = authorization(challenge, user, password, "GET", request_target(target), cnonce=token_hex(16))
+    header = authorization(challenge, user, password or "", "GET", request_target(target), cnonce=token_hex(16))
     return session.get(target, stream=True, timeout=timeout, auth=_no_auth,
                        headers={**HTTP_HEADERS, "Authorization": header})
 
@@ -600,13 +599,17 @@ def open_live_source(target: str | int, reconnect_timeout: float, *, connect_tim
     ``frame_timeout``: no whole frame for this many seconds is a lost connection (then reconnects).
     """
     if isinstance(target, int):
-        name, kind, secrets = f"webcam {target}", "webcam", ()
+        name, kind, secrets, capture_target = f"webcam {target}", "webcam", (), target
     else:
         name, kind, secrets = redact_url(target), "stream", url_secrets(target)
+        try:  # FFmpeg splits at the first '/', '?' or '#': give it the user name and password percent-encoded
+            capture_target = parse_source_url(target).with_encoded_userinfo()
+        except AmbiguousUrlError as exc:
+            raise InputError(str(exc), exc.remedy) from None
     scheme = target.split("://", 1)[0].lower() if isinstance(target, str) else ""
 
     def connect_with_ffmpeg() -> Connection:
-        return connect_capture(target, name, secrets, connect_timeout, frame_timeout)
+        return connect_capture(capture_target, name, secrets, connect_timeout, frame_timeout)
 
     connect: Callable[[], Connection] = connect_with_ffmpeg
     reader = "v4l2" if kind == "webcam" else "ffmpeg"

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from producer.errors import InputError
 from producer.live import STREAM_SCHEMES, open_live_source
 from producer.options import JobOptions
-from producer.redact import is_url, redact_url
+from producer.redact import AmbiguousUrlError, is_url, parse_source_url, redact_url
 from producer.sources import FrameSource, open_video_file
 
 SUPPORTED = "a video file, a folder of images, rtsp:// or http(s):// URL, or a webcam index such as 0"
@@ -45,10 +45,6 @@ def classify_source(source: str) -> SourceSpec:
     if not is_url(source):
         return SourceSpec("path", source)
     scheme = source.split("://", 1)[0].lower()
-    try:
-        host = urlsplit(source).hostname
-    except ValueError:
-        host = None
     if scheme == "file":
         return SourceSpec("path", unquote(urlsplit(source).path))
     if scheme in ("http", "https"):
@@ -57,6 +53,10 @@ def classify_source(source: str) -> SourceSpec:
         kind = "stream"
     else:
         raise InputError(f"unsupported source scheme {scheme + '://'!r} in {redact_url(source)!r}", f"give {SUPPORTED}")
+    try:
+        host = parse_source_url(source).host
+    except AmbiguousUrlError as exc:
+        raise InputError(str(exc), exc.remedy) from None
     if not host:
         raise InputError(f"no host in the URL {redact_url(source)!r}", "write it as scheme://host[:port]/path")
     return SourceSpec(kind, source)

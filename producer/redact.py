@@ -12,6 +12,16 @@ query (``?user=admin&pwd=...``, ``?token=...``). Both are replaced by ``***``: t
 too, since it is half of the credential and often the camera's default. Whatever text comes back
 from a library (an exception message that quotes the URL) is passed through :func:`scrub` with the
 URL's secrets before a person or a log sees it.
+
+Where the user-info ends (:func:`parse_source_url`): people paste passwords into URLs as they are,
+so ``@``, ``:``, ``/``, ``?`` and ``#`` turn up raw. The user-info is everything before the *last*
+``@`` of the authority, the user name runs to the first ``:``, and percent-encoding (``%2F``) is
+decoded, as curl and browsers do; so ``@`` and ``:`` in a password need nothing. A raw ``/``, ``?``
+or ``#`` would end the authority early; when what would then be its host cannot be one (``user:pa``
+in ``http://user:pa/ss@cam/``), the authority runs on to the next ``@`` and the host after it. Any
+other ``@`` after a ``/``, ``?`` or ``#`` makes the URL ambiguous (``rtsp://admin:1234/x@cam/`` may
+be host ``admin`` port 1234, or password ``1234/x``): :class:`AmbiguousUrlError`, and it is shown
+with everything before its last ``@`` hidden.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 MASK = "***"
 
@@ -34,11 +45,106 @@ SECRET_QUERY_KEYS = frozenset({
 """Query parameters whose values are treated as secrets (compared case-insensitively)."""
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_AUTHORITY_END = re.compile(r"[/?#]")
+_HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:@\[\]]*)(:\d*)?")
+"""A host (a name, an IPv4 address or an ``[IPv6]`` literal) and maybe a port: what an authority without ``@`` is."""
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class MissingVariableError(ValueError):
     """A ``{NAME}`` placeholder in a URL names an environment variable that is not set."""
+
+
+class AmbiguousUrlError(ValueError):
+    """A URL whose user name and password cannot be told from its host, path or query."""
+
+    remedy = ("percent-encode them in the user name and password (/ %2F, ? %3F, # %23, @ %40) or write {NAME} for "
+              "the password and export NAME; write an '@' of the path or query as %40")
+
+    def __init__(self, shown: str) -> None:
+        super().__init__(f"ambiguous URL {shown!r}: an '@' after a '/', '?' or '#' may end a user name or password "
+                         "that contains them")
+        self.shown = shown
+
+
+@dataclass(frozen=True)
+class SourceUrl:
+    """A URL split at its user-info, everything kept as typed. Made by :func:`parse_source_url`."""
+
+    scheme: str
+    userinfo: str | None
+    """``user[:password]`` as typed (percent-encoding kept), ``None`` if the URL has none."""
+    rest: str
+    """``host[:port]`` and whatever follows it."""
+
+    @property
+    def user(self) -> str | None:
+        return None if self.userinfo is None else self.userinfo.partition(":")[0]
+
+    @property
+    def password(self) -> str | None:
+        """The password as typed; ``None`` without one (no user-info, or no ``:`` in it)."""
+        if self.userinfo is None or ":" not in self.userinfo:
+            return None
+        return self.userinfo.partition(":")[2]
+
+    @property
+    def host(self) -> str:
+        """The host (``""`` if there is none), without its port."""
+        authority = self.rest[:_authority_end(self.rest, 0)]
+        match = _HOST_PORT.fullmatch(authority)
+        return authority[:match.start(1)] if match and match.group(1) is not None else authority
+
+    def credentials(self) -> tuple[str, str | None] | None:
+        """``(user, password)`` percent-decoded, ``None`` without user-info."""
+        if self.userinfo is None or self.user is None:
+            return None
+        return unquote(self.user), None if self.password is None else unquote(self.password)
+
+    def without_userinfo(self) -> str:
+        """The URL to request: no credentials in it."""
+        return f"{self.scheme}://{self.rest}"
+
+    def with_encoded_userinfo(self) -> str:
+        """The URL with its user name and password percent-encoded (what FFmpeg parses and decodes).
+
+        >>> parse_source_url("rtsp://admin:a/b@cam/live").with_encoded_userinfo()
+        'rtsp://admin:a%2Fb@cam/live'
+        """
+        credentials = self.credentials()
+        if credentials is None:
+            return self.without_userinfo()
+        user, password = credentials
+        userinfo = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
+        return f"{self.scheme}://{userinfo}@{self.rest}"
+
+
+def parse_source_url(url: str) -> SourceUrl:
+    """Split ``url`` (``scheme://...``) at its user-info, as the module docstring says; :class:`AmbiguousUrlError`.
+
+    >>> parse_source_url("http://admin:pa/ss@cam/video").credentials()
+    ('admin', 'pa/ss')
+    """
+    scheme, _, rest = url.partition("://")
+    end = _authority_end(rest, 0)
+    head = rest[:end]
+    if rest.find("@", end) < 0:  # the usual URL: the authority ends at the first '/', '?' or '#'
+        if "@" not in head:
+            return SourceUrl(scheme, None, rest)
+        userinfo = head.rpartition("@")[0]
+        return SourceUrl(scheme, userinfo, rest[len(userinfo) + 1:])
+    if not _HOST_PORT.fullmatch(head.rpartition("@")[2]):  # 'user:pa', then a raw '/', '?' or '#' of a password
+        userinfo = rest[:_authority_end(rest, rest.index("@", end))].rpartition("@")[0]
+        after = rest[len(userinfo) + 1:]
+        if "@" not in after:
+            return SourceUrl(scheme, userinfo, after)
+    raise AmbiguousUrlError(f"{scheme}://{MASK}@{_redact_query(rest.rpartition('@')[2])}")
+
+
+def _authority_end(rest: str, start: int) -> int:
+    """Index of the first '/', '?' or '#' at or after ``start`` (``len(rest)`` if none)."""
+    match = _AUTHORITY_END.search(rest, start)
+    return match.start() if match else len(rest)
 
 
 def is_url(source: str) -> bool:
@@ -60,16 +166,19 @@ def redact_url(url: str) -> str:
     if not is_url(url):
         return url
     try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an invalid IPv6 literal: keep only the scheme
-        return url.split("://", 1)[0] + "://" + MASK
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        query = "&".join(_redact_pair(pair) for pair in query.split("&"))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        parsed = parse_source_url(url)
+    except AmbiguousUrlError as exc:
+        return exc.shown
+    return f"{parsed.scheme}://{'' if parsed.userinfo is None else MASK + '@'}{_redact_query(parsed.rest)}"
+
+
+def _redact_query(rest: str) -> str:
+    """``host/path?query#fragment`` with the secret query values replaced by ``***``."""
+    before, question, query = rest.partition("?")
+    if not question:
+        return rest
+    query, hash_sign, fragment = query.partition("#")
+    return before + "?" + "&".join(_redact_pair(pair) for pair in query.split("&")) + hash_sign + fragment
 
 
 def _redact_pair(pair: str) -> str:
@@ -80,29 +189,31 @@ def _redact_pair(pair: str) -> str:
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The secret strings of ``url`` (user, password, secret query values; raw and percent-decoded).
+    """The secret strings of ``url`` (user, password, secret query values; as typed, decoded and encoded).
 
-    Longest first, so that :func:`scrub` replaces a password before a user name contained in it.
+    Longest first, so that :func:`scrub` replaces a password before a user name contained in it. For
+    an ambiguous URL, every reading's ``userinfo@``.
     """
     if not is_url(url):
         return ()
     found: set[str] = set()
-    netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-    if "@" in netloc:
-        userinfo = netloc.rsplit("@", 1)[0]
-        user, _, password = userinfo.partition(":")
-        found |= {userinfo + "@", password}
-        if len(user) >= MIN_SCRUBBED_USER:
-            found.add(user)
     try:
-        query = urlsplit(url).query
-    except ValueError:
-        query = ""
+        parsed = parse_source_url(url)
+    except AmbiguousUrlError:
+        rest = url.partition("://")[2]
+        found |= {rest[: at + 1] for at, char in enumerate(rest) if char == "@"}
+        parsed = SourceUrl("", None, rest.rpartition("@")[2])
+    if parsed.userinfo is not None:
+        user, password = parsed.user or "", parsed.password
+        found |= {parsed.userinfo + "@", password or ""}
+        if len(unquote(user)) >= MIN_SCRUBBED_USER:
+            found.add(user)
+    query = parsed.rest.partition("?")[2].partition("#")[0]
     for pair in query.split("&"):
         key, sep, value = pair.partition("=")
         if sep and value and _is_secret_key(unquote(key)):
             found.add(value)
-    found |= {unquote(s) for s in found}
+    found |= {unquote(s) for s in found} | {quote(unquote(s), safe="") for s in found if not s.endswith("@")}
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
 
 

@@ -139,6 +139,58 @@ def test_the_camera_password_can_come_from_the_environment(
     assert manifest.source == f"http://***@127.0.0.1:{camera.port}/stream"
 
 
+RAW_PASSWORD = "pa/ss?w#rd@:x"
+"""A password pasted into a URL as it is: '/', '?' and '#' would end the authority, '@' and ':' split it."""
+RAW_PIECES = ("pa/ss", "ss?w", "w#rd", "rd@:x", "pa%2F", "viewer")
+
+
+def test_a_raw_password_with_slash_question_mark_and_hash_is_never_printed(
+    pubsub_settings: Settings, vtest_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    for key, value in producer_env(pubsub_settings).items():
+        monkeypatch.setenv(key, value)
+    with MjpegServer(vtest_jpegs(str(vtest_path), 5), credentials=("viewer", RAW_PASSWORD)) as camera:
+        line = one_error_line([f"http://viewer:x{RAW_PASSWORD}@127.0.0.1:{camera.port}/stream"], capsys, status=1)
+        assert line == (f"error: cannot read the stream http://***@127.0.0.1:{camera.port}/stream: the server "
+                        "refused the credentials (HTTP 401) — check the URL, that the camera is on and reachable "
+                        "from here, and its user name and password")
+        url = f"http://viewer:{RAW_PASSWORD}@127.0.0.1:{camera.port}/stream"
+        assert main([url, "--job-id", "cam-raw-password", "--max-frames", "3", "--no-progress", "-v"]) == 0
+        basic = "Basic " + base64.b64encode(f"viewer:{RAW_PASSWORD}".encode()).decode()
+        assert camera.authorizations[-2:] == ["", basic], "the password as typed, split at the last '@'"
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == "cam-raw-password"
+    manifest = read_manifest(pubsub_settings, "cam-raw-password")
+    assert (manifest.state, manifest.frames_published) == ("complete", 3)
+    assert manifest.source == f"http://***@127.0.0.1:{camera.port}/stream"
+    for piece in RAW_PIECES:
+        assert piece not in captured.err and piece not in manifest.to_json()
+
+
+def test_a_raw_password_for_ffmpeg_is_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    line = one_error_line([f"rtsp://viewer:{RAW_PASSWORD}@127.0.0.1:{port}/live", "-v"], capsys, status=1)
+    assert line == (f"error: cannot read the stream rtsp://***@127.0.0.1:{port}/live: FFmpeg cannot open it "
+                    "(unreachable, refused, or not a stream it can read) — check the URL, that the camera is on and "
+                    "reachable from here, and its user name and password")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:1234/abc@127.0.0.1/live", "rtsp://***@127.0.0.1/live"),
+        ("http://admin:p@ss/word@127.0.0.1/video", "http://***@127.0.0.1/video"),
+    ],
+)
+def test_a_url_whose_password_cannot_be_told_from_its_path_is_refused(
+    url: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert one_error_line([url], capsys) == (
+        f"error: ambiguous URL '{shown}': an '@' after a '/', '?' or '#' may end a user name or password that "
+        "contains them — percent-encode them in the user name and password (/ %2F, ? %3F, # %23, @ %40) or write "
+        "{NAME} for the password and export NAME; write an '@' of the path or query as %40")
+
+
 def test_a_camera_that_wants_digest_auth(
     pubsub_settings: Settings, vtest_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

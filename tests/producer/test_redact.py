@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from producer.redact import MissingVariableError, expand_env_placeholders, redact_url, scrub, url_secrets
+from producer.redact import (
+    AmbiguousUrlError,
+    MissingVariableError,
+    expand_env_placeholders,
+    parse_source_url,
+    redact_url,
+    scrub,
+    url_secrets,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,7 +27,7 @@ from producer.redact import MissingVariableError, expand_env_placeholders, redac
          "https://cam/s?access_token=***&Password=***&apiKey=***&channel=1"),
         ("rtsp://a:b@[fe80::1]:554/x?camPassword=z", "rtsp://***@[fe80::1]:554/x?camPassword=***"),
         ("rtsp://cam.local:554/stream1", "rtsp://cam.local:554/stream1"),
-        ("rtsp://u:p@cam/a@b", "rtsp://***@cam/a@b"),
+        ("rtsp://u:p@cam/a%40b", "rtsp://***@cam/a%40b"),
         ("videos/vtest.avi", "videos/vtest.avi"),
         ("0", "0"),
     ],
@@ -85,3 +93,65 @@ def test_a_placeholder_without_a_variable_is_an_error() -> None:
     with pytest.raises(MissingVariableError) as raised:
         expand_env_placeholders("rtsp://admin:{CAM_PASSWORD}@cam/live", {})
     assert str(raised.value) == "environment variable CAM_PASSWORD is not set (the source URL uses {CAM_PASSWORD})"
+
+
+# ---- passwords and user names with / ? # @ : (issue 16) --------------------------------------------------
+
+RAW = [  # (URL as typed, its user, its password, what is shown)
+    ("http://admin:pa/ss@cam/stream", "admin", "pa/ss", "http://***@cam/stream"),
+    ("http://admin:pa?ss@cam:8080/stream?fps=5", "admin", "pa?ss", "http://***@cam:8080/stream?fps=5"),
+    ("rtsp://admin:pa#ss@10.0.0.5:554/live", "admin", "pa#ss", "rtsp://***@10.0.0.5:554/live"),
+    ("rtsp://admin:p@ss:w/o?r#d@cam/live", "admin", "p@ss:w/o?r#d", "rtsp://***@cam/live"),
+    ("http://me@corp:x@y@cam/s", "me@corp", "x@y", "http://***@cam/s"),
+    ("http://cam:p/w@cam/s", "cam", "p/w", "http://***@cam/s"),
+    ("http://admin:pa%2Fss%3F%23%40%3A@cam/s", "admin", "pa/ss?#@:", "http://***@cam/s"),
+    ("http://ad%2Fmin:pw@cam/s", "ad/min", "pw", "http://***@cam/s"),
+    ("http://admin@cam/s", "admin", None, "http://***@cam/s"),
+]
+
+
+@pytest.mark.parametrize(("url", "user", "password", "shown"), RAW)
+def test_the_userinfo_runs_to_the_last_at_sign_before_the_host(url: str, user: str, password: str | None,
+                                                               shown: str) -> None:
+    parsed = parse_source_url(url)
+    assert parsed.credentials() == (user, password)
+    assert redact_url(url) == shown
+    assert parsed.without_userinfo() == shown.replace("***@", "")
+
+
+@pytest.mark.parametrize(("url", "user", "password", "shown"), RAW)
+def test_no_part_of_a_raw_password_survives_redaction(url: str, user: str, password: str | None, shown: str) -> None:
+    secrets = url_secrets(url)
+    raw_password = parse_source_url(url).password
+    for secret in filter(None, (password, raw_password)):
+        assert secret in secrets
+        assert scrub(f"failed: {secret} / {url}", secrets) == f"failed: *** / {shown}"
+
+
+def test_the_encoded_userinfo_is_what_ffmpeg_decodes() -> None:
+    assert parse_source_url("rtsp://admin:p@ss:w/o?r#d@cam:554/live").with_encoded_userinfo() == (
+        "rtsp://admin:p%40ss%3Aw%2Fo%3Fr%23d@cam:554/live")
+    assert parse_source_url("rtsp://cam/live").with_encoded_userinfo() == "rtsp://cam/live"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:1234/abc@cam/live", "rtsp://***@cam/live"),      # host admin, port 1234? or a password?
+        ("rtsp://admin:p@ss/w@cam/live", "rtsp://***@cam/live"),        # password p, host ss? or p@ss/w?
+        ("http://ad/min:pw@cam/s", "http://***@cam/s"),                 # host ad? or user ad/min?
+        ("http://cam/mail?to=a@b.org", "http://***@b.org"),             # an '@' in the query: write %40
+        ("http://admin:pa/ss@cam/x@y", "http://***@y"),                 # which '@' ends the password?
+    ],
+)
+def test_an_ambiguous_url_is_refused_and_shown_hiding_everything_before_its_last_at_sign(url: str, shown: str) -> None:
+    with pytest.raises(AmbiguousUrlError) as raised:
+        parse_source_url(url)
+    assert str(raised.value) == (f"ambiguous URL {shown!r}: an '@' after a '/', '?' or '#' may end a user name or "
+                                 "password that contains them")
+    assert raised.value.remedy == ("percent-encode them in the user name and password (/ %2F, ? %3F, # %23, @ %40) or "
+                                   "write {NAME} for the password and export NAME; write an '@' of the path or query "
+                                   "as %40")
+    assert redact_url(url) == shown
+    secrets = url_secrets(url)
+    assert scrub(url, secrets) == shown
