@@ -41,6 +41,7 @@ from deploy.emulators import (
 )
 from deploy.stack_config import (
     PUBSUB,
+    PULL_WORKERS,
     STOP_ORDER,
     STORAGE,
     WORKERS,
@@ -51,11 +52,13 @@ from deploy.stack_config import (
     config_to_dict,
     dead_letter_subscription_request,
     gunicorn_command,
+    pull_subscription_request,
+    pull_workers_command,
     push_subscription_request,
     stack_settings,
 )
 from framecontract import settings as fc_settings
-from framecontract.endpoints import READY_PATH
+from framecontract.endpoints import PUSH_PATH, READY_PATH
 from framecontract.settings import Settings, topic_path
 
 Say = Callable[[str], None]
@@ -156,11 +159,14 @@ def create_topics(emulator_host: str, config: StackConfig) -> None:
         subscriber.transport.close()
 
 
-def create_push_subscription(emulator_host: str, config: StackConfig, worker_url: str) -> None:
-    """The push subscription to the workers (retry policy, dead-letter policy)."""
+def create_frames_subscription(emulator_host: str, config: StackConfig, worker_url: str) -> None:
+    """The subscription that delivers frames: pull (for ``worker.pull``) or push to the workers' endpoint;
+    both with the retry policy and the dead-letter policy."""
     _publisher, subscriber = pubsub_admin_clients(emulator_host)
+    request = (pull_subscription_request(config) if config.mode == "pull"
+               else push_subscription_request(config, worker_url))
     try:
-        subscriber.create_subscription(request=push_subscription_request(config, worker_url), timeout=30)
+        subscriber.create_subscription(request=request, timeout=30)
     finally:
         _publisher.transport.close()
         subscriber.transport.close()
@@ -271,8 +277,21 @@ def start_stack(config: StackConfig, say: Say | None = None) -> StackHandle:
         waited = wait_http_ok(workers, worker_url + READY_PATH, config.ready_timeout, progress=5, say=say)
         say(f"  workers ready after {waited:.1f} s")
 
-        say(f"creating push subscription {config.subscription} -> {worker_url}/pubsub/push ...")
-        create_push_subscription(host_port(pubsub), config, worker_url)
+        if config.mode == "pull":
+            say(f"creating pull subscription {config.subscription} ...")
+            create_frames_subscription(host_port(pubsub), config, worker_url)
+            status_port = config.status_port or free_port(config.host)
+            status_url = f"http://{config.host}:{status_port}"
+            say(f"starting {config.workers} pull worker process(es) on {config.subscription} "
+                f"(status {status_url}) ...")
+            pull = spawn(PULL_WORKERS, pull_workers_command(sys.executable, config, status_port),
+                         stack_dir / f"{PULL_WORKERS}.log", env=env, cwd=REPO_ROOT, url=status_url)
+            started(pull)
+            waited = wait_http_ok(pull, status_url + READY_PATH, config.ready_timeout, progress=5, say=say)
+            say(f"  pull workers ready after {waited:.1f} s")
+        else:
+            say(f"creating push subscription {config.subscription} -> {worker_url}{PUSH_PATH} ...")
+            create_frames_subscription(host_port(pubsub), config, worker_url)
 
         settings.write(settings_file)
         handle.settings = settings
@@ -379,7 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the emulators and the workers, create topic/subscriptions/bucket")
     d = StackConfig()
-    up.add_argument("--workers", type=int, default=d.workers, help="gunicorn worker processes (1 thread each)")
+    up.add_argument("--mode", choices=("pull", "push"), default=d.mode,
+                    help="how frames reach the workers: pull (default: StreamingPull processes, uses every core) "
+                         "or push (the emulator pushes 2 at a time to gunicorn)")
+    up.add_argument("--workers", type=int, default=d.workers,
+                    help="worker processes: pull workers in pull mode (and as many gunicorn processes for /predict)")
     up.add_argument("--port", type=_port_arg, default=d.port, help="workers' port (0 = free port)")
     up.add_argument("--pubsub-port", type=_port_arg, default=d.pubsub_port, help="Pub/Sub emulator port (0 = free)")
     up.add_argument("--storage-port", type=_port_arg, default=d.storage_port, help="storage emulator port (0 = free)")
@@ -404,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             config = StackConfig(
-                workers=args.workers, port=args.port, pubsub_port=args.pubsub_port, storage_port=args.storage_port,
+                workers=args.workers, mode=args.mode, port=args.port, pubsub_port=args.pubsub_port,
+                storage_port=args.storage_port,
                 project=args.project, topic=args.topic, bucket=args.bucket, ack_deadline=args.ack_deadline,
                 max_delivery_attempts=args.max_delivery_attempts, app=args.app, ready_timeout=args.ready_timeout,
                 stack_dir=args.stack_dir,

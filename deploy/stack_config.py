@@ -27,9 +27,12 @@ DEFAULT_APP = "worker.app:create_app()"
 RETRY_MIN_BACKOFF_S = 1
 RETRY_MAX_BACKOFF_S = 10
 
-# Start order; stop order is PUBSUB first (no more pushes), then the workers, then storage.
-PUBSUB, STORAGE, WORKERS = "pubsub-emulator", "storage-emulator", "workers"
-STOP_ORDER = (PUBSUB, WORKERS, STORAGE)
+# Start order; stop order is PUBSUB first (no more deliveries), then the workers, then storage.
+PUBSUB, STORAGE, WORKERS, PULL_WORKERS = "pubsub-emulator", "storage-emulator", "workers", "pull-workers"
+STOP_ORDER = (PUBSUB, PULL_WORKERS, WORKERS, STORAGE)
+MODES = ("pull", "push")
+"""How frames reach the workers: ``pull`` (StreamingPull processes, as many as asked, each holding a few
+messages: uses every core) or ``push`` (the emulator pushes to gunicorn, at most 2 requests in flight)."""
 
 
 class StackConfigError(ValueError):
@@ -44,6 +47,10 @@ class StackConfig:
     """
 
     workers: int = 2
+    mode: str = "pull"
+    pull_max_held: int = 3
+    status_port: int | None = None
+    """Pull workers' /healthz, /readyz, /metrics (None or 0: a free port)."""
     port: int | None = 8080
     pubsub_port: int | None = 8085
     storage_port: int | None = 9023
@@ -65,7 +72,8 @@ class StackConfig:
 
     @property
     def subscription(self) -> str:
-        return f"{self.topic}-push"
+        """``<topic>-pull`` or ``<topic>-push``: the subscription that delivers frames to the workers."""
+        return f"{self.topic}-{self.mode}"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -81,11 +89,15 @@ def validate(config: StackConfig) -> None:
     problems = []
     if not 1 <= config.workers <= 64:
         problems.append(f"workers must be 1-64, got {config.workers}")
+    if config.mode not in MODES:
+        problems.append(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+    if not 1 <= config.pull_max_held <= 100:
+        problems.append(f"pull max held must be 1-100, got {config.pull_max_held}")
     if not 10 <= config.ack_deadline <= 600:
         problems.append(f"ack deadline must be 10-600 s, got {config.ack_deadline}")
     if not 5 <= config.max_delivery_attempts <= 100:
         problems.append(f"max delivery attempts must be 5-100 (Pub/Sub's limits), got {config.max_delivery_attempts}")
-    for name in ("port", "pubsub_port", "storage_port"):
+    for name in ("port", "pubsub_port", "storage_port", "status_port"):
         value = getattr(config, name)
         if value is not None and not 0 <= value <= 65535:
             problems.append(f"{name} must be 0-65535, got {value}")
@@ -115,6 +127,34 @@ def push_subscription_request(config: StackConfig, worker_url: str) -> dict[str,
             "max_delivery_attempts": config.max_delivery_attempts,
         },
     }
+
+
+def pull_subscription_request(config: StackConfig) -> dict[str, Any]:
+    """The pull subscription of the pull workers: the push subscription's policies, no push endpoint."""
+    return {
+        "name": subscription_path(config.project, config.subscription),
+        "topic": topic_path(config.project, config.topic),
+        "ack_deadline_seconds": config.ack_deadline,
+        "retry_policy": {
+            "minimum_backoff": {"seconds": RETRY_MIN_BACKOFF_S},
+            "maximum_backoff": {"seconds": RETRY_MAX_BACKOFF_S},
+        },
+        "dead_letter_policy": {
+            "dead_letter_topic": topic_path(config.project, config.dead_letter_topic),
+            "max_delivery_attempts": config.max_delivery_attempts,
+        },
+    }
+
+
+def pull_workers_command(python: str, config: StackConfig, status_port: int) -> list[str]:
+    """The pull workers: a supervisor and ``config.workers`` processes (``python -m worker.pull``)."""
+    return [
+        python, "-m", "worker.pull",
+        "--processes", str(config.workers),
+        "--max-held", str(config.pull_max_held),
+        "--status-port", str(status_port),
+        "--status-host", config.host,
+    ]
 
 
 def dead_letter_subscription_request(config: StackConfig) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Usage::
     os.environ["STORAGE_EMULATOR_HOST"] = emu.url
     ...; emu.wipe(); emu.stop()
 
-Four patches, all touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
+Five patches, all touching PRIVATE internals of gcp-storage-emulator ``2026.7.19`` (the version is
 pinned in pyproject.toml and checked here; re-read the package source before changing the pin):
 
 (a) ``Storage._write_config_to_file`` re-serialises the metadata of every object on every write
@@ -29,6 +29,9 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
     (items in name order, ``nextPageToken``), so clients see production's paging and memory
     behaviour, and that applies ``startOffset``/``endOffset`` (a range of names), which the original
     ignores. It serialises only the page: the original serialised the whole listing for every page.
+(e) A simple upload (``uploadType=media``, what the worker writes results with) whose Content-Type
+    is ``application/json`` has its body parsed as JSON into a dict, and the upload fails; GCS stores
+    the bytes as they are. The insert wrapper reads the body raw for media uploads.
 (c) The HTTP server keeps ``http.server``'s listen backlog of 5: with more concurrent clients
     (several download threads, several workers) connections overflow it and wait for TCP
     retransmits (seconds). ``APIThread.run`` is replaced to use a server with a backlog of 128.
@@ -137,10 +140,22 @@ def _preconditions(storage: Any) -> dict[str, str]:
     return table
 
 
+def _raw_media_body(request: Any) -> None:
+    """Patch (e): a simple (``uploadType=media``) upload's body is the object's bytes, whatever its
+    Content-Type; the emulator would ``json.loads`` an ``application/json`` body into a dict and fail."""
+    from gcp_storage_emulator import server
+
+    if getattr(request, "_data", None) is server._UNSET:
+        handler = request._request_handler
+        request._data = server._decode_raw_data(server._read_raw_data(handler), handler)
+
+
 def _wrap_insert(original: Callable[..., Any]) -> Callable[..., Any]:
     def insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
         wanted = request.query.get("ifGenerationMatch", [None])[0]
         upload_type = request.query.get("uploadType", [None])[0]
+        if upload_type == "media":
+            _raw_media_body(request)
         if wanted is None or "upload_id" in request.query:
             return original(request, response, storage, *args, **kwargs)
         _ = request.data  # always drain the body before answering
@@ -203,6 +218,9 @@ def apply_patches() -> None:
                 (objects, "insert"),
                 (objects, "upload_partial"),
                 (server, "HANDLERS"),
+                (server, "_UNSET"),
+                (server, "_read_raw_data"),
+                (server, "_decode_raw_data"),
             )
             if not hasattr(owner, name)
         ]

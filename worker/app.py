@@ -147,14 +147,15 @@ def create_app(
 ) -> Flask:
     """Build the app: load the pipeline (once per process), warm it up, wire storage.
 
-    ``pipeline`` and ``storage_client`` let tests share one loaded model or point at a dead host.
+    ``pipeline`` lets tests share one loaded model; ``storage_client`` (reads and the readiness check)
+    defaults to one for ``config.settings``, where the uploads go too.
     """
     config = config or WorkerConfig.from_env()
     if config.json_logs:
         configure_json_logging()
     started = time.perf_counter()
     storage_client = storage_client or make_storage_client(config.settings)
-    store = ResultStore(storage_client.bucket(config.settings.bucket))
+    store = ResultStore.from_settings(config.settings, storage_client)
     readiness = Readiness(store.check_reachable, config.readiness_recheck_s)
     if config.startup_delay_s > 0:
         time.sleep(config.startup_delay_s)  # simulated slow initialisation (load-test experiment)

@@ -19,10 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-FRAMES = Counter("frames_total", "Push messages handled, by outcome", ["outcome"])
+FRAMES = Counter("frames_total", "Frame messages settled (push or pull), by outcome", ["outcome"])
 ERRORS = Counter(
     "push_errors_total", "Push requests not acknowledged, by error class and status", ["error_class", "status"]
 )
+PULL_NOT_ACKED = Counter("pull_not_acked_total", "Pulled messages nacked or delayed, by error class", ["error_class"])
+PULL_HELD = Gauge("pull_messages_held", "Pulled messages held (leased, not yet settled)", multiprocess_mode="livesum")
+PULL_HELD_MAX = Gauge("pull_messages_held_max", "Most messages one pull process has held at once",
+                      multiprocess_mode="max")
+PULL_LEASE_EXTENSIONS = Counter("pull_lease_extensions_total",
+                                "Ack deadlines extended by the client's lease manager for held messages")
+PULL_READY = Gauge("pull_processes_ready", "Pull processes with their pipeline warmed and subscribed",
+                   multiprocess_mode="livesum")
 PREDICTIONS = Counter("predict_requests_total", "Front-door requests, by HTTP status", ["status"])
 STAGE_SECONDS = Histogram("frame_stage_seconds", "Per-frame latency by stage", ["stage"], buckets=LATENCY_BUCKETS)
 REQUEST_SECONDS = Histogram("request_seconds", "Whole request latency, by route", ["route"], buckets=LATENCY_BUCKETS)

@@ -2,23 +2,38 @@
 
 Usage::
 
-    store = ResultStore(storage_client.bucket("frames"))
+    store = ResultStore.from_settings(settings)     # or ResultStore(bucket) for the client library alone
     store.create(names.image, jpeg, "image/jpeg")   # False if it already existed (a redelivery)
 
-Every write is create-only (``if_generation_match=0``): a redelivery that races the first
-delivery finds the object there and leaves it, so at-least-once delivery gives one result per
-frame. Storage trouble other than "already exists" becomes :class:`TransientError` so that the
-push handler answers 503 and Pub/Sub redelivers.
+Every write is create-only (``ifGenerationMatch=0``): a redelivery that races the first delivery
+finds the object there and leaves it, so at-least-once delivery gives one result per frame. Storage
+trouble other than "already exists" becomes :class:`TransientError` so that the push handler
+answers 503 (pull: redelivery later) and Pub/Sub redelivers.
+
+The two writes of every frame are simple (``uploadType=media``) uploads over
+:class:`framecontract.gcshttp.GcsTransport`: measured here, google-cloud-storage's multipart
+upload cost the worker more CPU per frame than the JPEG decode and encode together, and the storage
+emulator parses a multipart body with Python's ``email`` package (``python -m deploy.bench`` shows
+both; docs/worker.md). Reads (claim-checked payloads, readiness) stay on the client library.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import urllib3
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
+from framecontract.gcshttp import (
+    READ_WRITE_SCOPE,
+    GcsTransport,
+    create_only_upload_url,
+    describe_failure,
+    error_message,
+)
 from framecontract.records import DetectionsRecord, ErrorRecord
+from framecontract.settings import Settings
 from worker.errors import PermanentFrameError, TransientError
 
 # Bounded retries: the whole push must finish well inside the ack deadline.
@@ -38,14 +53,29 @@ MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 """Largest claim-checked frame the worker downloads (its size is checked before the download)."""
 
 
+UPLOAD_RETRIES = 3
+UPLOAD_TIMEOUT = urllib3.Timeout(connect=5.0, read=20.0)
+
+
 class ResultStore:
     """Writes and checks a frame's result objects in one bucket."""
 
-    def __init__(self, bucket: Any) -> None:
+    def __init__(self, bucket: Any, transport: GcsTransport | None = None) -> None:
         self.bucket = bucket
+        self.transport = transport
+        """Uploads go here when set; else through the client library (``bucket``)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, storage_client: Any) -> ResultStore:
+        """Uploads over a :class:`GcsTransport` to the settings' storage, reads through ``storage_client``."""
+        transport = GcsTransport.from_settings(settings, READ_WRITE_SCOPE, retries=UPLOAD_RETRIES, backoff_s=0.2,
+                                               timeout=UPLOAD_TIMEOUT)
+        return cls(storage_client.bucket(settings.bucket), transport)
 
     def create(self, name: str, data: bytes | str, content_type: str) -> bool:
         """Create ``name``; return False if it already existed (left unchanged)."""
+        if self.transport is not None:
+            return self._upload(name, data.encode() if isinstance(data, str) else data, content_type)
         try:
             self.bucket.blob(name).upload_from_string(
                 data,
@@ -58,6 +88,23 @@ class ResultStore:
             return False
         except Exception as exc:  # noqa: BLE001
             raise TransientError(f"storage unavailable while writing {name}: {_describe(exc)}") from exc
+        return True
+
+    def _upload(self, name: str, data: bytes, content_type: str) -> bool:
+        """One create-only simple upload. A retry after a lost answer finds the object there (412) and
+        reports a duplicate: the object is the one this worker wrote either way."""
+        assert self.transport is not None
+        url = create_only_upload_url(self.transport.endpoint, self.bucket.name, name)
+        try:
+            response = self.transport.request("POST", url, body=data, headers={"Content-Type": content_type},
+                                              methods_to_retry=("POST",))
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientError(f"storage unavailable while writing {name}: {describe_failure(exc)}"[:300]) from exc
+        if response.status == 412:
+            return False
+        if response.status != 200:
+            raise TransientError(f"storage unavailable while writing {name}: HTTP {response.status} "
+                                 f"{error_message(response.data)}".rstrip()[:300])
         return True
 
     def create_record(self, name: str, record: DetectionsRecord | ErrorRecord) -> bool:

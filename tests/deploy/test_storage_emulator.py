@@ -167,3 +167,18 @@ def test_listings_page_like_gcs(gcs_settings: Settings) -> None:
     ranged = client.list_blobs(bucket.name, prefix="p/", start_offset="p/0007", end_offset="p/0019", page_size=5)
     assert [b.name for b in ranged] == names[7:19]
     assert [b.name for b in client.list_blobs(bucket.name, start_offset="p/0023")] == [*names[23:], "q/other"]
+
+
+def test_simple_media_upload_keeps_a_json_body_as_bytes_and_is_create_only(gcs_settings: Settings) -> None:
+    """Patch (e): uploadType=media stores the body as sent, JSON included; ifGenerationMatch=0 gives 412."""
+    from framecontract.gcshttp import create_only_upload_url
+
+    body = b'{"b": 1,  "a": [2]}'  # not what json.dumps(json.loads(body)) would give
+    url = create_only_upload_url(gcs_settings.storage_emulator_host or "", gcs_settings.bucket, "jobs/x/r.json")
+    first = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert first.status_code == 200, first.text
+    assert first.json()["name"] == "jobs/x/r.json" and first.json()["contentType"] == "application/json"
+    again = requests.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=10)
+    assert again.status_code == 412
+    blob = make_storage_client(gcs_settings).bucket(gcs_settings.bucket).blob("jobs/x/r.json")
+    assert blob.download_as_bytes() == body

@@ -7,8 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from framecontract.clients import make_storage_client
 from framecontract.layout import frame_objects
@@ -112,10 +110,11 @@ def test_malformed_requests_are_400_with_the_reason(client_and_bucket, body, rea
 
 
 def test_storage_unavailable_is_503_with_retry_after(gcs_settings, pipeline, vtest_jpeg) -> None:
-    # A storage client pointed at a closed port: every call fails to connect.
-    dead = storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": "http://127.0.0.1:9"})
-    app = create_app(WorkerConfig(settings=gcs_settings, json_logs=False), pipeline=pipeline, storage_client=dead)
+    # Storage at a closed port: every call fails to connect.
+    import dataclasses
+
+    dead = dataclasses.replace(gcs_settings, storage_emulator_host="http://127.0.0.1:9")
+    app = create_app(WorkerConfig(settings=dead, json_logs=False), pipeline=pipeline)
     response = app.test_client().post("/pubsub/push", json=push_envelope(vtest_jpeg, frame_attributes("job-f", 0)))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
@@ -131,10 +130,10 @@ def test_health_and_readiness(client_and_bucket) -> None:
 
 
 def test_not_ready_while_storage_is_unreachable(gcs_settings, pipeline) -> None:
-    dead = storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": "http://127.0.0.1:9"})
-    client = create_app(WorkerConfig(settings=gcs_settings, json_logs=False), pipeline=pipeline,
-                        storage_client=dead).test_client()
+    import dataclasses
+
+    dead = dataclasses.replace(gcs_settings, storage_emulator_host="http://127.0.0.1:9")
+    client = create_app(WorkerConfig(settings=dead, json_logs=False), pipeline=pipeline).test_client()
     assert client.get("/healthz").status_code == 200  # alive, but
     response = client.get("/readyz")
     assert response.status_code == 503

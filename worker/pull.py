@@ -1,0 +1,493 @@
+"""Pull workers: StreamingPull subscribers running the same frame handler as the push endpoint.
+
+Usage::
+
+    python -m worker.pull                              # one process per core, subscription from the settings
+    python -m worker.pull --processes 4 --max-held 3 --status-port 8081
+
+A supervisor starts ``--processes`` worker processes (one pipeline each, one inference thread) and
+restarts any that dies. Each process holds at most ``--max-held`` messages (the client extends their
+leases while they wait): one in inference, one being stored, one ready, so the model never waits on
+storage and nothing sits in a local buffer. Settling a message:
+
+- processed, duplicate, error recorded → ack (after both result objects are written);
+- unidentifiable (:class:`~worker.errors.BadRequestError`) → nack: redelivered until the dead-letter
+  policy moves it aside, as push's 400 does;
+- transient (:class:`~worker.errors.TransientError`: storage down, budget exceeded) → not acked and
+  released with an ack deadline of a backoff that doubles with each delivery attempt (2 s … 60 s),
+  so a failing dependency is retried slowly, never in a hot loop.
+
+On Google Cloud with exactly-once delivery on the subscription, acks go through
+``ack_with_response`` (the create-only writes stay the dedupe either way). SIGTERM or SIGINT: stop
+pulling, finish what is running, nack what is held, exit within ``--grace`` seconds. ``--status-port``
+serves ``/healthz``, ``/readyz`` (every process subscribed) and ``/metrics`` (all processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from framecontract.endpoints import HEALTH_PATH, METRICS_PATH, READY_PATH
+from framecontract.settings import Settings, load_settings, subscription_path
+from worker.errors import BadRequestError, TransientError
+from worker.frames import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+
+log = logging.getLogger("worker.pull")
+
+DEFAULT_MAX_HELD = 3
+"""Messages one process holds: one in inference, one storing, one ready to start."""
+BACKOFF_MIN_S = 2
+BACKOFF_MAX_S = 60
+MAX_LEASE_S = 600
+"""How long the client keeps extending a held message's lease (a frame takes well under a second)."""
+RESTART_BACKOFF_S = (1.0, 30.0)
+
+
+def transient_backoff_s(delivery_attempt: int | None) -> int:
+    """Seconds before a message that failed transiently comes back: 2, 4, 8 … 60 by delivery attempt.
+
+    >>> [transient_backoff_s(a) for a in (None, 1, 2, 3, 6, 10)]
+    [2, 2, 4, 8, 60, 60]
+    """
+    attempt = max(delivery_attempt or 1, 1)
+    return int(min(BACKOFF_MIN_S * 2 ** min(attempt - 1, 16), BACKOFF_MAX_S))
+
+
+@dataclass(frozen=True)
+class PullConfig:
+    """What a pull process needs. ``from_env`` reads what ``worker.app.WorkerConfig`` reads, plus
+    ``FRAMES_SUBSCRIPTION`` (via the settings), ``PULL_MAX_HELD`` and ``PULL_GRACE_S``."""
+
+    settings: Settings
+    pipeline_path: Path | None = None
+    warmup: bool = True
+    max_held: int = DEFAULT_MAX_HELD
+    frame_budget_s: float = 30.0
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_image_side: int = DEFAULT_MAX_SIDE
+    grace_s: float = 8.0
+    """After SIGTERM: time to finish running frames (Cloud Run allows 10 s)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_held <= 100:
+            raise ValueError(f"--max-held must be 1-100, got {self.max_held}")
+        if not 0 < self.grace_s <= 600:
+            raise ValueError(f"--grace must be > 0 and <= 600 s, got {self.grace_s:g}")
+
+    @property
+    def subscription_path(self) -> str:
+        return subscription_path(self.settings.project, self.settings.subscription)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> PullConfig:
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {
+            "settings": load_settings(environ=env),
+            "pipeline_path": Path(env["WORKER_PIPELINE"]) if env.get("WORKER_PIPELINE") else None,
+            "warmup": env.get("WORKER_WARMUP", "1") != "0",
+            "max_held": int(env.get("PULL_MAX_HELD", str(DEFAULT_MAX_HELD))),
+            "frame_budget_s": float(env.get("WORKER_FRAME_BUDGET_S", "30")),
+            "max_image_pixels": int(env.get("WORKER_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))),
+            "max_image_side": int(env.get("WORKER_MAX_IMAGE_SIDE", str(DEFAULT_MAX_SIDE))),
+            "grace_s": float(env.get("PULL_GRACE_S", "8")),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+# ---------------------------------------------------------------- one process
+
+
+class HeldMessages:
+    """Counts the messages a process holds, and the most it ever held (flow control, observed)."""
+
+    def __init__(self) -> None:
+        from worker.metrics import PULL_HELD, PULL_HELD_MAX
+
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self._gauge, self._most_gauge = PULL_HELD, PULL_HELD_MAX
+
+    def __enter__(self) -> HeldMessages:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self._gauge.inc()
+            self._most_gauge.set(self.most)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self.now -= 1
+            self._gauge.dec()
+
+
+class MessageSettler:
+    """The callback the subscriber runs for each message: handle it, then ack, nack or delay it."""
+
+    def __init__(self, handler: Any, exactly_once: bool = False) -> None:
+        self.handler = handler
+        self.exactly_once = exactly_once
+        self.held = HeldMessages()
+
+    def __call__(self, message: Any) -> None:
+        from worker.handler import InboundMessage
+        from worker.metrics import PULL_NOT_ACKED, REQUEST_SECONDS, record_outcome
+
+        received = time.perf_counter()
+        with self.held:
+            inbound = InboundMessage(
+                message_id=message.message_id,
+                data=message.data,
+                attributes=dict(message.attributes),
+                publish_time=str(message.publish_time) if message.publish_time else None,
+                delivery_attempt=message.delivery_attempt,
+            )
+            try:
+                outcome = self.handler.handle(inbound, received=received)
+            except BadRequestError as exc:
+                PULL_NOT_ACKED.labels(error_class="bad-request").inc()
+                log.warning("unidentifiable message, nacked", extra={"fields": {
+                    "reason": exc.reason, "message_id": message.message_id,
+                    "delivery_attempt": message.delivery_attempt}})
+                message.nack()
+                return
+            except TransientError as exc:
+                delay = transient_backoff_s(message.delivery_attempt)
+                PULL_NOT_ACKED.labels(error_class="transient").inc()
+                log.warning("transient failure, redelivery delayed", extra={"fields": {
+                    "reason": exc.reason, "message_id": message.message_id, "retry_in_s": delay,
+                    "delivery_attempt": message.delivery_attempt}})
+                message.modify_ack_deadline(delay)
+                message.drop()  # out of lease management: the server redelivers it after `delay`
+                return
+            except Exception:
+                PULL_NOT_ACKED.labels(error_class="unexpected").inc()
+                log.exception("unexpected failure, nacked", extra={"fields": {"message_id": message.message_id}})
+                message.nack()
+                return
+            self._ack(message)
+            outcome.latency_ms["total"] = round((time.perf_counter() - received) * 1000, 2)
+            record_outcome(outcome)
+            REQUEST_SECONDS.labels(route="pull").observe(time.perf_counter() - received)
+            log.info(f"frame {outcome.status}", extra={"fields": outcome.log_fields(message.message_id)})
+
+    def _ack(self, message: Any) -> None:
+        if not self.exactly_once:
+            message.ack()
+            return
+        from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError
+
+        try:
+            message.ack_with_response().result(timeout=60)
+        except AcknowledgeError as exc:  # the results are stored create-only: a redelivery is a duplicate
+            log.warning("ack not confirmed", extra={"fields": {"message_id": message.message_id,
+                                                               "error": exc.error_code.name}})
+
+
+def count_lease_extensions(streaming_pull_future: Any) -> None:
+    """Count the lease extensions the client sends for held messages (``pull_lease_extensions_total``).
+
+    The client library has no hook for this; its lease manager calls ``_send_lease_modacks`` of the
+    streaming pull manager (google-cloud-pubsub 2.44, pinned in constraints.txt). Without that method
+    the count stays 0 and a warning says why.
+    """
+    from worker.metrics import PULL_LEASE_EXTENSIONS
+
+    manager = getattr(streaming_pull_future, "_manager", None)
+    original = getattr(manager, "_send_lease_modacks", None)
+    if original is None:
+        log.warning("cannot count lease extensions with this google-cloud-pubsub version")
+        return
+
+    def counting(ack_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        ack_ids = list(ack_ids)
+        PULL_LEASE_EXTENSIONS.inc(len(ack_ids))
+        return original(iter(ack_ids), *args, **kwargs)
+
+    manager._send_lease_modacks = counting
+
+
+def build_handler(config: PullConfig) -> Any:
+    """The pipeline (warmed), the result store and the frame handler of one process."""
+    import numpy as np
+
+    from framecontract.clients import make_storage_client
+    from worker.frames import ImageLimits
+    from worker.handler import FrameHandler
+    from worker.pipeline import DEFAULT_PIPELINE, Pipeline
+    from worker.runner import PipelineRunner
+    from worker.storage import ResultStore
+
+    pipeline = Pipeline.from_yaml(config.pipeline_path or DEFAULT_PIPELINE)
+    if config.warmup:
+        pipeline.run(np.zeros((64, 64, 3), dtype=np.uint8))
+    bucket = config.settings.bucket
+    store = ResultStore.from_settings(config.settings, make_storage_client(config.settings))
+    runner = PipelineRunner(pipeline, max_in_flight=config.max_held)
+    limits = ImageLimits.for_push(config.max_image_pixels, config.max_image_side)
+    return FrameHandler(runner, store, bucket, config.frame_budget_s, limits)
+
+
+def run_process(config: PullConfig, stop: threading.Event, handler: Any | None = None) -> None:
+    """Subscribe and settle messages until ``stop`` is set; then drain within ``config.grace_s``.
+
+    Usage (tests)::
+
+        stop = threading.Event(); threading.Thread(target=run_process, args=(config, stop)).start()
+    """
+    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+
+    from framecontract.clients import make_subscriber
+    from worker.metrics import PULL_READY
+
+    handler = handler or build_handler(config)
+    subscriber = make_subscriber(config.settings)
+    try:
+        found = subscriber.get_subscription(subscription=config.subscription_path, timeout=30)
+        exactly_once = bool(found.enable_exactly_once_delivery)
+        settler = MessageSettler(handler, exactly_once=exactly_once)
+        executor = ThreadPoolExecutor(max_workers=config.max_held, thread_name_prefix="pull-frame")
+        future = subscriber.subscribe(
+            config.subscription_path,
+            callback=settler,
+            flow_control=pubsub_v1.types.FlowControl(max_messages=config.max_held, max_lease_duration=MAX_LEASE_S),
+            scheduler=ThreadScheduler(executor=executor),
+            await_callbacks_on_shutdown=True,
+        )
+        count_lease_extensions(future)
+        PULL_READY.inc()
+        log.info("pull worker ready", extra={"fields": {
+            "subscription": config.subscription_path, "max_held": config.max_held, "pid": os.getpid(),
+            "exactly_once": exactly_once, "bucket": config.settings.bucket}})
+        while not stop.wait(timeout=1.0):
+            if future.done():  # the stream ended by itself: a non-retryable error
+                future.result()
+        log.info("stopping: no new messages; finishing the running ones, nacking the rest")
+        PULL_READY.dec()
+        future.cancel()
+        try:
+            future.result(timeout=config.grace_s)
+        except Exception as exc:  # noqa: BLE001 - cancellation surfaces as an error on some versions
+            log.info("subscriber stopped", extra={"fields": {"detail": type(exc).__name__}})
+    finally:
+        subscriber.close()
+
+
+def _one_process(config: PullConfig) -> int:
+    from worker.logs import configure_json_logging
+
+    configure_json_logging()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        run_process(config, stop)
+    except Exception:
+        log.exception("pull worker failed")
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- the supervisor
+
+
+@dataclass
+class Child:
+    index: int
+    process: subprocess.Popen[bytes]
+    started: float
+    restarts: int = 0
+
+
+def restart_delay_s(restarts: int) -> float:
+    """Backoff before restarting a process that died: 1, 2, 4 … 30 s.
+
+    >>> [restart_delay_s(n) for n in (0, 1, 2, 10)]
+    [1.0, 2.0, 4.0, 30.0]
+    """
+    low, high = RESTART_BACKOFF_S
+    return min(low * 2 ** min(restarts, 16), high)
+
+
+class Supervisor:
+    """Starts N pull processes, restarts the ones that die, stops them all on SIGTERM."""
+
+    def __init__(self, argv: Sequence[str], processes: int, grace_s: float, env: dict[str, str]) -> None:
+        self.argv, self.processes, self.grace_s, self.env = list(argv), processes, grace_s, env
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+
+    def _spawn(self, index: int, restarts: int = 0) -> Child:
+        process = subprocess.Popen([sys.executable, "-m", "worker.pull", "--one", *self.argv], env=self.env)
+        return Child(index, process, time.monotonic(), restarts)
+
+    def run(self) -> int:
+        from prometheus_client import multiprocess
+
+        self.children = [self._spawn(i) for i in range(self.processes)]
+        pending: dict[int, float] = {}
+        while not self.stopping.wait(timeout=0.5):
+            for i, child in enumerate(self.children):
+                code = child.process.poll()
+                if code is None or i in pending:
+                    continue
+                multiprocess.mark_process_dead(child.process.pid)
+                delay = restart_delay_s(child.restarts if time.monotonic() - child.started < 60 else 0)
+                log.warning("pull process died, restarting", extra={"fields": {
+                    "pid": child.process.pid, "exit_code": code, "restart_in_s": delay}})
+                pending[i] = time.monotonic() + delay
+            for i, due in list(pending.items()):
+                if time.monotonic() >= due:
+                    old = self.children[i]
+                    restarts = old.restarts + 1 if time.monotonic() - old.started < 60 else 0
+                    self.children[i] = self._spawn(i, restarts)
+                    del pending[i]
+        return self._stop_all()
+
+    def _stop_all(self) -> int:
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s + 2
+        for child in self.children:
+            try:
+                child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("pull process did not stop in time, killing", extra={"fields": {"pid": child.process.pid}})
+                child.process.kill()
+                child.process.wait()
+        return 0
+
+
+def serve_status(port: int, host: str, processes: int) -> ThreadingHTTPServer:
+    """``/healthz``, ``/readyz`` (all ``processes`` subscribed) and ``/metrics`` (summed over processes)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+    def ready_count() -> float:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        value = registry.get_sample_value("pull_processes_ready")
+        return value or 0.0
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == HEALTH_PATH:
+                self._send(200, b"ok", "text/plain")
+            elif self.path == READY_PATH:
+                ready = ready_count()
+                body = json.dumps({"ready": ready >= processes, "processes_ready": int(ready),
+                                   "processes": processes}).encode()
+                self._send(200 if ready >= processes else 503, body, "application/json")
+            elif self.path == METRICS_PATH:
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry)
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:  # probes are not worth a log line each
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="pull-status", daemon=True).start()
+    return server
+
+
+def default_processes() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worker.pull", description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--subscription", default=None, help="pull subscription (default FRAMES_SUBSCRIPTION)")
+    parser.add_argument("--max-held", type=int, default=None,
+                        help=f"messages one process holds (default PULL_MAX_HELD or {DEFAULT_MAX_HELD})")
+    parser.add_argument("--grace", type=float, default=None, help="seconds to finish after SIGTERM (default 8)")
+    parser.add_argument("--status-port", type=int, default=None, help="serve /healthz, /readyz, /metrics here")
+    parser.add_argument("--status-host", default="127.0.0.1")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = PullConfig.from_env(max_held=args.max_held, grace_s=args.grace)
+        if args.subscription:
+            config = dataclasses.replace(config, settings=dataclasses.replace(config.settings,
+                                                                              subscription=args.subscription))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.one:
+        return _one_process(config)
+    processes = args.processes or default_processes()
+    if not 1 <= processes <= 256:
+        print(f"error: --processes must be 1-256, got {processes}", file=sys.stderr)
+        return 2
+    from worker.logs import configure_json_logging
+
+    configure_json_logging()
+    env = dict(os.environ)
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="frame-fanout-pull-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = env["PROMETHEUS_MULTIPROC_DIR"]  # for this process's own reads
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--one"]
+    supervisor = Supervisor(_strip_processes(child_argv), processes, config.grace_s, env)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    server = serve_status(args.status_port, args.status_host, processes) if args.status_port is not None else None
+    log.info("pull supervisor started", extra={"fields": {"processes": processes, "pid": os.getpid(),
+                                                          "subscription": config.subscription_path}})
+    try:
+        return supervisor.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _strip_processes(argv: list[str]) -> list[str]:
+    """The child's arguments: the supervisor's minus ``--processes`` and ``--status-*``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--processes", "--status-port", "--status-host"):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
