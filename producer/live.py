@@ -394,6 +394,12 @@ class ConnectWatchdog:
         self._timer.daemon = True
         self._token: contextvars.Token[Callable[[socket.socket], None] | None] | None = None
 
+    @property
+    def last_socket(self) -> socket.socket | None:
+        """The socket opened last (the one a streaming response reads from), ``None`` before any."""
+        with self._lock:
+            return self._sockets[-1] if self._sockets else None
+
     def _register(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
@@ -431,8 +437,11 @@ def _shut_down(sock: socket.socket) -> None:
 class MjpegConnection:
     """One HTTP response streaming ``multipart/x-mixed-replace`` JPEGs; a whole frame due every ``frame_timeout`` s."""
 
-    def __init__(self, response: requests.Response, name: str, frame_timeout: float = FRAME_TIMEOUT_S) -> None:
+    def __init__(self, response: requests.Response, name: str, frame_timeout: float = FRAME_TIMEOUT_S,
+                 sock: socket.socket | None = None) -> None:
         self._response = response
+        self._socket = sock
+        """What ``response`` reads from (http.client lets go of it when the server closes after the response)."""
         self._parser = MultipartJpegParser(boundary_from_content_type(response.headers.get("Content-Type", "")))
         self._ready: list[bytes] = []
         self._name = name
@@ -475,8 +484,7 @@ class MjpegConnection:
 
     def _limit_read_wait(self, seconds: float) -> None:
         """Let the next socket read wait no longer than ``seconds`` (the frame's deadline)."""
-        connection = getattr(self._response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
+        sock = self._socket or getattr(getattr(self._response.raw, "connection", None), "sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):  # closed by interrupt(): the read fails at once
                 sock.settimeout(max(seconds, 0.001))
@@ -556,7 +564,7 @@ def connect_http(url: str, name: str, connect_timeout: float,
     """
     with ConnectWatchdog(connect_timeout + frame_timeout) as watchdog:
         try:
-            connection = _connect_http(url, name, connect_timeout, frame_timeout)
+            connection = _connect_http(url, name, connect_timeout, frame_timeout, watchdog)
         except StreamLost:
             if not watchdog.expired:
                 raise
@@ -568,7 +576,8 @@ def connect_http(url: str, name: str, connect_timeout: float,
     return connection
 
 
-def _connect_http(url: str, name: str, connect_timeout: float, frame_timeout: float) -> MjpegConnection | None:
+def _connect_http(url: str, name: str, connect_timeout: float, frame_timeout: float,
+                  watchdog: ConnectWatchdog) -> MjpegConnection | None:
     try:
         response = http_get(url, connect_timeout, frame_timeout)
     except requests.RequestException as exc:
@@ -583,7 +592,7 @@ def _connect_http(url: str, name: str, connect_timeout: float, frame_timeout: fl
         response.close()
         return None
     try:
-        return MjpegConnection(response, name, frame_timeout)
+        return MjpegConnection(response, name, frame_timeout, watchdog.last_socket)
     except (StreamLost, MjpegProtocolError) as exc:
         response.close()
         raise StreamLost(str(exc)) from None
