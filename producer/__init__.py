@@ -13,8 +13,9 @@ Modules, functional core first:
 - :mod:`producer.numbering` — ``frame_index``: the one place published frames are numbered, 0..N-1 (pure).
 - :mod:`producer.messages` — the Pub/Sub message of a frame, inline or claim check (pure).
 - :mod:`producer.encode` — JPEG encoding.
-- :mod:`producer.redact` — credentials in URLs: ``redact_url``, ``url_secrets``, ``scrub`` (pure).
-- :mod:`producer.mjpeg` — ``multipart/x-mixed-replace`` parsing (pure).
+- :mod:`producer.redact` — credentials in URLs: ``parse_source_url``, ``redact_url``, ``url_secrets``, ``scrub`` (pure).
+- :mod:`producer.mjpeg` — ``multipart/x-mixed-replace`` parsing, every buffer bounded (pure).
+- :mod:`producer.httpauth` — answering a camera's 401 challenge: Digest, else Basic (pure).
 - :mod:`producer.sources` — the ``FrameSource`` protocol; a video file → :class:`~producer.sources.DecodedFrame`.
 - :mod:`producer.images` — a folder of images; :mod:`producer.live` — MJPEG/RTSP/stream/webcam with reconnects.
 - :mod:`producer.opening` — which source a SOURCE argument names, and opening it.
