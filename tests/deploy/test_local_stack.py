@@ -20,6 +20,8 @@ from deploy.stack_config import (
     StackState,
     dead_letter_subscription_request,
     gunicorn_command,
+    pull_subscription_request,
+    pull_workers_command,
     push_subscription_request,
     stack_settings,
 )
@@ -58,7 +60,7 @@ def create_app():
 
 
 def test_push_subscription_request_fields() -> None:
-    config = StackConfig(project="p", topic="frames", ack_deadline=60, max_delivery_attempts=7)
+    config = StackConfig(project="p", topic="frames", ack_deadline=60, max_delivery_attempts=7, mode="push")
     request = push_subscription_request(config, "http://127.0.0.1:8080/")
     assert request == {
         "name": "projects/p/subscriptions/frames-push",
@@ -74,6 +76,22 @@ def test_push_subscription_request_fields() -> None:
     sub = Subscription(request)
     assert sub.retry_policy.maximum_backoff.total_seconds() == 10
     assert sub.dead_letter_policy.max_delivery_attempts == 7
+
+
+def test_pull_mode_is_the_default_and_its_subscription_has_the_same_policies() -> None:
+    config = StackConfig(project="p", topic="frames", ack_deadline=60, max_delivery_attempts=7)
+    assert config.mode == "pull" and config.subscription == "frames-pull"
+    request = pull_subscription_request(config)
+    push = push_subscription_request(StackConfig(project="p", topic="frames", ack_deadline=60,
+                                                 max_delivery_attempts=7, mode="push"), "http://x")
+    assert request == {k: v for k, v in push.items() if k != "push_config"} | {
+        "name": "projects/p/subscriptions/frames-pull"}
+    from google.pubsub_v1.types import Subscription
+
+    assert Subscription(request).dead_letter_policy.max_delivery_attempts == 7
+    assert pull_workers_command("/py", StackConfig(workers=3, pull_max_held=4), 9000) == [
+        "/py", "-m", "worker.pull", "--processes", "3", "--max-held", "4", "--status-port", "9000",
+        "--status-host", "127.0.0.1"]
 
 
 def test_dead_letter_subscription_request() -> None:
@@ -108,7 +126,7 @@ def test_settings_to_env_round_trips_through_load_settings() -> None:
     settings = stack_settings(StackConfig(project="p", topic="t", bucket="b"), "127.0.0.1:1", "http://127.0.0.1:2",
                               "http://127.0.0.1:3")
     env = settings.to_env()
-    assert env["GOOGLE_CLOUD_PROJECT"] == "p" and env["FRAMES_SUBSCRIPTION"] == "t-push"
+    assert env["GOOGLE_CLOUD_PROJECT"] == "p" and env["FRAMES_SUBSCRIPTION"] == "t-pull"
     loaded = load_settings(environ=env | {"FRAME_FANOUT_SETTINGS": "/nonexistent/settings.json"})
     assert loaded == Settings(**{**settings.__dict__, "worker_url": None})
 
@@ -189,7 +207,8 @@ def fake_app(tmp_path: Path) -> tuple[str, dict[str, str], Path]:
 def stack_config(tmp_path: Path, fake_app: tuple[str, dict[str, str], Path]) -> StackConfig:
     app, env, _log = fake_app
     return StackConfig(workers=2, port=0, pubsub_port=0, storage_port=0, project="stack-test", topic="frames",
-                       bucket="frames", app=app, extra_env=env, stack_dir=tmp_path / "stack", ready_timeout=60)
+                       bucket="frames", app=app, extra_env=env, stack_dir=tmp_path / "stack", ready_timeout=60,
+                       mode="push")  # the stand-in app records what the emulator pushes
 
 
 @pytest.fixture

@@ -36,9 +36,10 @@ def vtest_path() -> Path:
     return asset_path("vtest")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    config = StackConfig(workers=2, port=None, pubsub_port=None, storage_port=None,
+@pytest.fixture(scope="module", params=["pull", "push"])
+def stack(request, tmp_path_factory):
+    """The local stack in each mode: pull (the default) and push (the emulator pushes to gunicorn)."""
+    config = StackConfig(workers=2, port=None, pubsub_port=None, storage_port=None, mode=request.param,
                          stack_dir=tmp_path_factory.mktemp("stack"))
     handle = start_stack(config)
     yield handle
