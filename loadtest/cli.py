@@ -114,8 +114,11 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 
 @contextlib.contextmanager
-def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path]) -> Iterator[Any]:
+def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path], mode: str = "push") -> Iterator[Any]:
     """A fresh local stack on free 127.0.0.1 ports in a temp dir; always stopped and removed.
+
+    ``mode`` is the stack's frame delivery: ``push`` (the default here: the front door's load tests
+    then share the machine with no idle pull workers) or ``pull`` (frames through Pub/Sub).
 
     Its workers' log is copied into each folder the caller appended to ``keep_logs_in`` meanwhile.
     """
@@ -123,8 +126,8 @@ def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path])
     from deploy.stack_config import WORKERS, StackConfig
 
     stack_dir = Path(tempfile.mkdtemp(prefix="loadtest-stack-"))
-    config = StackConfig(workers=workers, port=None, pubsub_port=None, storage_port=None, stack_dir=stack_dir,
-                         extra_env=extra_env, ready_timeout=LOCAL_SCENARIO_TIMEOUT_S)
+    config = StackConfig(workers=workers, mode=mode, port=None, pubsub_port=None, storage_port=None,
+                         stack_dir=stack_dir, extra_env=extra_env, ready_timeout=LOCAL_SCENARIO_TIMEOUT_S)
     _say(f"starting a local stack ({workers} worker processes) in {stack_dir} ...")
     handle = start_stack(config, say=_say)
     try:
@@ -240,7 +243,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             raise ScenarioError("--use-stack needs a local stack (python -m deploy.local up); none is configured")
         run_pipeline(settings, plan, say=_say, label=args.label)
         return 0
-    with own_stack(args.workers, {}, [plan.run_dir]) as handle:
+    with own_stack(args.workers, {}, [plan.run_dir], mode="pull") as handle:
         run_pipeline(handle.settings, plan, say=_say, label=args.label)
     _say(f"run folder: {plan.run_dir}")
     return 0

@@ -33,6 +33,7 @@ from framecontract.clients import make_storage_client
 from framecontract.endpoints import HEALTH_PATH, METRICS_PATH, PREDICT_PATH, PUSH_PATH, READY_PATH
 from framecontract.settings import Settings, load_settings
 from worker.auth import AuthError, PushAuthConfig, PushAuthVerifier
+from worker.defaults import DEFAULT_MAX_IN_FLIGHT
 from worker.envelope import parse_push_body
 from worker.errors import BadRequestError, TransientError
 from worker.frames import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, ImageLimits
@@ -57,7 +58,7 @@ class WorkerConfig:
     """Everything the app needs; ``from_env`` reads it the way Cloud Run passes it.
 
     Environment: ``WORKER_PIPELINE``, ``WORKER_WARMUP`` (0/1), ``WORKER_MAX_IN_FLIGHT``,
-    ``WORKER_FRAME_BUDGET_S``, ``WORKER_MAX_IMAGE_BYTES``, ``WORKER_MAX_IMAGE_PIXELS``,
+    ``WORKER_FRAME_BUDGET_S``, ``WORKER_PREDICT_BUDGET_S``, ``WORKER_MAX_IMAGE_BYTES``, ``WORKER_MAX_IMAGE_PIXELS``,
     ``WORKER_MAX_IMAGE_SIDE``, ``WORKER_STARTUP_DELAY_S``, plus the settings' variables.
     """
 
@@ -65,10 +66,13 @@ class WorkerConfig:
     pipeline_path: Path = DEFAULT_PIPELINE
     warmup: bool = True
     json_logs: bool = True
-    max_in_flight: int = 2
-    """Requests admitted per process (one runs, the rest wait); beyond it 429 at once."""
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    """Safety cap on requests held per process (waiting or running; gunicorn threads); the budgets decide."""
     frame_budget_s: float = 30.0
-    """Time a frame may take from arrival to stored result; keep well inside the ack deadline."""
+    """Push: the wait a frame may expect before it is refused (429), and the time it may take to start
+    (503 past it); keep well inside the ack deadline."""
+    predict_budget_s: float = 10.0
+    """Front door: the same, for ``POST /predict``."""
     max_image_bytes: int = 10 * 1024 * 1024
     """Largest front-door request body (413 above it)."""
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -89,8 +93,9 @@ class WorkerConfig:
             settings=load_settings(environ=env),
             pipeline_path=Path(env.get("WORKER_PIPELINE", str(DEFAULT_PIPELINE))),
             warmup=env.get("WORKER_WARMUP", "1") != "0",
-            max_in_flight=int(env.get("WORKER_MAX_IN_FLIGHT", "2")),
+            max_in_flight=int(env.get("WORKER_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
             frame_budget_s=float(env.get("WORKER_FRAME_BUDGET_S", "30")),
+            predict_budget_s=float(env.get("WORKER_PREDICT_BUDGET_S", "10")),
             max_image_bytes=int(env.get("WORKER_MAX_IMAGE_BYTES", str(10 * 1024 * 1024))),
             max_image_pixels=int(env.get("WORKER_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))),
             max_image_side=int(env.get("WORKER_MAX_IMAGE_SIDE", str(DEFAULT_MAX_SIDE))),
@@ -172,7 +177,7 @@ def create_app(
         runner=runner,
         frames=FrameHandler(runner, store, bucket, config.frame_budget_s,
                             ImageLimits.for_push(config.max_image_pixels, config.max_image_side)),
-        predictions=PredictHandler(runner, store, bucket, config.frame_budget_s,
+        predictions=PredictHandler(runner, store, bucket, config.predict_budget_s,
                                    ImageLimits.for_predict(config.max_image_pixels, config.max_image_side)),
         readiness=readiness,
         push_auth=PushAuthVerifier(config.push_auth) if config.push_auth.enabled else None,
@@ -217,7 +222,7 @@ def pubsub_push() -> Any:
     if worker.push_auth is not None:
         worker.push_auth.verify(request.headers.get("Authorization"))
     body = request.get_data()  # read the body always, so a keep-alive connection stays in step
-    with worker.runner.admit():  # before the body is parsed: an excess request costs next to nothing
+    with worker.runner.admit(worker.config.frame_budget_s):  # before parsing: a refusal costs next to nothing
         message = parse_push_body(body)
         outcome = worker.frames.handle(message, received=started)
     outcome.latency_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
@@ -236,7 +241,7 @@ def predict() -> Any:
         raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
     request.max_content_length = limit  # also bounds a chunked body, which declares no length
     data = request.get_data()  # read the body always, so a keep-alive connection stays in step
-    with worker.runner.admit():  # before the body is parsed: an excess request costs next to nothing
+    with worker.runner.admit(worker.config.predict_budget_s):  # before parsing: a refusal costs next to nothing
         body = worker.predictions.handle(parse_predict_request(request.content_type, data))
     body["latency_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
     PREDICTIONS.labels(status="200").inc()

@@ -6,18 +6,21 @@ Usage::
 
 Layout (see :func:`serving_layout`): one process per CPU (``WEB_CONCURRENCY`` overrides), each with
 one pipeline and one inference thread, and ``WORKER_MAX_IN_FLIGHT + SPARE_THREADS`` gthread
-threads: up to ``WORKER_MAX_IN_FLIGHT`` requests are admitted (one runs, the others wait for it);
-the spare threads answer health checks and ``/metrics`` while busy and answer excess requests 429
-at once (before their bodies are parsed) instead of leaving them queued for a free thread.
+threads: requests are admitted while their expected wait fits their budget (worker.runner), up to
+``WORKER_MAX_IN_FLIGHT`` held at once; each admitted request waits on its thread. The spare threads
+answer health checks and ``/metrics`` while busy and refuse excess requests (429 + ``Retry-After``,
+before their bodies are parsed) instead of leaving them queued for a free thread.
 
 Environment: ``PORT`` (8080), ``HOST`` (0.0.0.0), ``WEB_CONCURRENCY`` (CPUs),
-``WORKER_MAX_IN_FLIGHT`` (2), ``GUNICORN_TIMEOUT`` (0 = none, as Cloud Run recommends: the
+``WORKER_MAX_IN_FLIGHT`` (128), ``GUNICORN_TIMEOUT`` (0 = none, as Cloud Run recommends: the
 request timeout is Cloud Run's).
 """
 
 from __future__ import annotations
 
 import os
+
+from worker.defaults import DEFAULT_MAX_IN_FLIGHT
 
 SPARE_THREADS = 4
 
@@ -35,7 +38,8 @@ def serving_layout(cpus: int, max_in_flight: int, processes: int | None = None) 
 
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _processes = int(os.environ["WEB_CONCURRENCY"]) if os.environ.get("WEB_CONCURRENCY") else None
-workers, threads = serving_layout(_cpus, int(os.environ.get("WORKER_MAX_IN_FLIGHT", "2")), _processes)
+workers, threads = serving_layout(_cpus, int(os.environ.get("WORKER_MAX_IN_FLIGHT", str(DEFAULT_MAX_IN_FLIGHT))),
+                                  _processes)
 worker_class = "gthread"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "0"))
