@@ -5,7 +5,11 @@ Usage::
     python -m deploy.gcp plan --project P --region R            # every gcloud command `up` would run
     python -m deploy.gcp plan --down --project P --region R     # ... and `down`
     python -m deploy.gcp up   --project P --region R [--name N] [--image URI] [--target all] [knobs]
+    python -m deploy.gcp up   --project P --region R --mode pull [--instances 2]   # worker pool + pull sub
+    python -m deploy.gcp scale --project P --region R --instances 4                # the pool's instance count
+    python -m deploy.gcp plan --autoscale --project P --region R  # CREMA config + set-up (printed only)
     python -m deploy.gcp down --project P --region R [--delete-data] [--yes]
+    python -m deploy.gcp down --project P --region R --mode push --yes             # one delivery mode only
 
 See docs/deploy.md for what is created and every flag.
 """
@@ -18,8 +22,17 @@ import sys
 import time
 from collections.abc import Sequence
 
-from deploy.gcp.commands import FRONTDOOR_URL, PROJECT_NUMBER, WORKER_URL, build_plan, client_env, render_plan
-from deploy.gcp.options import ACCESS, INGRESS, TARGETS, DeployOptions, OptionsError
+from deploy.gcp.commands import (
+    FRONTDOOR_URL,
+    PROJECT_NUMBER,
+    WORKER_URL,
+    Action,
+    Plan,
+    build_plan,
+    client_env,
+    render_plan,
+)
+from deploy.gcp.options import ACCESS, INGRESS, MODES, TARGETS, DeployOptions, OptionsError
 from deploy.gcp.runner import REPO_ROOT, DeployError, execute
 
 D = DeployOptions(project="p", region="r")  # only for the defaults in --help
@@ -38,16 +51,24 @@ def git_tag() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deploy.gcp", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("action", choices=("up", "down", "plan"))
+    p.add_argument("action", choices=("up", "down", "plan", "scale"))
     p.add_argument("--down", action="store_true", help="plan: show the commands of `down` instead of `up`")
+    p.add_argument("--autoscale", action="store_true",
+                   help="plan: the CREMA configuration and set-up commands that autoscale the worker pool on its "
+                        "backlog (printed only, never run: they grant project-wide roles; docs/deploy.md)")
     p.add_argument("--yes", action="store_true", help="down: do not ask for confirmation")
     where = p.add_argument_group("where")
     where.add_argument("--project", required=True, help="Google Cloud project id")
     where.add_argument("--region", required=True, help="region of the services, repository and (default) bucket")
     where.add_argument("--name", default=D.name, help="deployment name; prefixes every resource")
     where.add_argument("--target", choices=TARGETS, default=D.target,
-                       help="pipeline (bucket, topics, worker, push subscription), frontdoor (Locust service), all; "
+                       help="pipeline (bucket, topics, workers, subscription), frontdoor (Locust service), all; "
                             "down: frontdoor removes only the front door, anything else removes everything")
+    where.add_argument("--mode", choices=MODES, default=None,
+                       help="push: a Cloud Run service behind a push subscription, scales to zero (up's default); "
+                            "pull: a Cloud Run worker pool of python -m worker.pull on an exactly-once pull "
+                            "subscription, a fixed instance count (scale's); down --mode M removes only M's "
+                            "delivery (subscription, workers, their identities), to switch modes")
     where.add_argument("--image", help="deploy this image instead of building deploy/Dockerfile with Cloud Build")
     where.add_argument("--tag", help="tag of the image Cloud Build builds (default: the git commit)")
     data = p.add_argument_group("data")
@@ -56,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--job-data-days", type=int, default=D.job_data_days,
                       help="lifecycle: delete jobs/ objects this many days old (0: keep)")
     data.add_argument("--delete-data", action="store_true", help="down: also delete the bucket and all its objects")
-    run = p.add_argument_group("Cloud Run (both services)")
+    run = p.add_argument_group("Cloud Run (services: push worker, front door; --cpu, --memory, --processes also "
+                               "the worker pool)")
     run.add_argument("--concurrency", type=int, default=D.concurrency, help="requests per instance at once")
     run.add_argument("--min-instances", type=int, default=D.min_instances, help="instances kept warm")
     run.add_argument("--max-instances", type=int, default=D.max_instances, help="autoscaling ceiling")
@@ -68,14 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="startup CPU boost")
     run.add_argument("--timeout", type=int, default=D.timeout, help="request timeout, seconds")
     run.add_argument("--ingress", choices=INGRESS, default=D.ingress, help="who may reach the services' URLs")
-    run.add_argument("--processes", type=int, help="gunicorn processes per instance (default: one per whole vCPU)")
+    run.add_argument("--processes", type=int,
+                     help="worker processes per instance, gunicorn's or worker.pull's (default: one per whole vCPU)")
     run.add_argument("--max-in-flight", type=int,
                      help="requests each process admits before answering 429 (default: concurrency / processes)")
     run.add_argument("--startup-delay", type=float, default=D.startup_delay,
                      help="simulated extra initialisation, seconds (the study's slow-start experiment)")
-    pubsub = p.add_argument_group("Pub/Sub push subscription")
-    pubsub.add_argument("--ack-deadline", type=int, default=D.ack_deadline,
-                        help="seconds; also the push request timeout (10-600)")
+    pool = p.add_argument_group("pull workers (Cloud Run worker pool, --mode pull)")
+    pool.add_argument("--instances", type=int,
+                      help="up: the worker pool's instance count (default 1); scale: the new count (0 stops it)")
+    pool.add_argument("--max-held", type=int, help="messages each pull process holds (PULL_MAX_HELD; default 3)")
+    pool.add_argument("--autoscale-min", type=int, default=D.autoscale_min,
+                      help="plan --autoscale: fewest instances (0: none while the subscription is empty)")
+    pool.add_argument("--autoscale-max", type=int, default=D.autoscale_max, help="plan --autoscale: most instances")
+    pool.add_argument("--autoscale-backlog", type=int,
+                      help="plan --autoscale: undelivered frames per instance to aim for "
+                           "(default 1000 per process: about a minute of work)")
+    pubsub = p.add_argument_group("Pub/Sub subscription")
+    pubsub.add_argument("--ack-deadline", type=int, default=None,
+                        help="seconds (10-600); default 600 for push (also the push request timeout), "
+                             "60 for pull (the client extends leases; a lost instance's frames return sooner)")
     pubsub.add_argument("--max-delivery-attempts", type=int, default=D.max_delivery_attempts,
                         help="then the frame goes to the dead-letter topic (5-100)")
     pubsub.add_argument("--min-retry-delay", type=int, default=D.min_retry_delay, help="retry backoff, seconds")
@@ -92,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace, tag: str | None = None) -> DeployOptions:
     """The parsed flags as :class:`DeployOptions` (``tag``: default image tag when building)."""
+    mode = args.mode
+    if mode is None and (args.action == "scale" or getattr(args, "autoscale", False)):
+        mode = "pull"
     return DeployOptions(
-        project=args.project, region=args.region, name=args.name, target=args.target, image=args.image,
+        project=args.project, region=args.region, name=args.name, target=args.target, mode=mode, image=args.image,
         tag=args.tag or tag or "latest", bucket=args.bucket, bucket_location=args.bucket_location,
         job_data_days=args.job_data_days, delete_data=args.delete_data,
         concurrency=args.concurrency, min_instances=args.min_instances, max_instances=args.max_instances,
@@ -103,6 +140,8 @@ def options_from_args(args: argparse.Namespace, tag: str | None = None) -> Deplo
         max_delivery_attempts=args.max_delivery_attempts, min_retry_delay=args.min_retry_delay,
         max_retry_delay=args.max_retry_delay, dead_letter_retention_days=args.dead_letter_retention_days,
         frontdoor_access=args.frontdoor_access, frontdoor_invokers=tuple(args.frontdoor_invoker),
+        instances=args.instances, max_held=args.max_held, autoscale_min=args.autoscale_min,
+        autoscale_max=args.autoscale_max, autoscale_backlog=args.autoscale_backlog,
     )
 
 
@@ -111,26 +150,46 @@ def confirm_down(options: DeployOptions, assume_yes: bool) -> bool:
     if assume_yes:
         return True
     data = " AND THE BUCKET WITH ALL ITS DATA" if options.delete_data else ""
-    what = "the front door" if options.target == "frontdoor" else f"every resource of this deployment{data}"
+    what = f"every resource of this deployment{data}"
+    if options.target == "frontdoor":
+        what = "the front door"
+    elif options.mode is not None:
+        what = f"the {options.mode} delivery (its subscription with any queued frames, its workers and identities)"
     if not sys.stdin.isatty():
         raise DeployError(f"down would delete {what}; pass --yes to confirm when not at a terminal")
     answer = input(f"Delete {what} ({options.name} in {options.project})? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
-def report_up(values: dict[str, str], plan_env: dict[str, str]) -> None:
+def report_up(values: dict[str, str], plan: Plan) -> None:
     for key, label in ((WORKER_URL, "worker"), (FRONTDOOR_URL, "front door")):
         if key in values:
             print(f"{label}: {values[key]}")
-    print("export " + " ".join(f"{k}={v}" for k, v in plan_env.items()))
+    o = plan.options
+    if o.deploys_pipeline and o.delivery == "pull":
+        print(f"worker pool: {plan.names.worker_pool}, {o.instance_count} instance(s) of {o.process_count} "
+              f"process(es); resize with: python -m deploy.gcp scale --project {o.project} --region {o.region} "
+              "--instances N")
+    print("export " + " ".join(f"{k}={v}" for k, v in client_env(plan).items()))
+
+
+def plan_action(args: argparse.Namespace) -> Action:
+    """Which plan the command line asks for."""
+    if args.action in ("up", "down", "scale"):
+        if args.autoscale:
+            raise OptionsError("--autoscale only applies to plan (the CREMA set-up is printed, never run)")
+        return args.action
+    if args.autoscale:
+        return "autoscale-down" if args.down else "autoscale"
+    return "down" if args.down else "up"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        needs_tag = args.image is None and args.tag is None and args.action != "down"
+        needs_tag = args.image is None and args.tag is None and args.action in ("up", "plan")
         options = options_from_args(args, git_tag() if needs_tag else None)
-        action = "down" if args.action == "down" or (args.action == "plan" and args.down) else "up"
+        action = plan_action(args)
         plan = build_plan(action, options)
         if args.action == "plan":
             sys.stdout.write(render_plan(plan))
@@ -141,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = execute(plan, say=lambda line: print(line, flush=True))
         if action == "up":
             values.pop(PROJECT_NUMBER, None)
-            report_up(values, client_env(plan))
+            report_up(values, plan)
     except (OptionsError, DeployError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

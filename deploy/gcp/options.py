@@ -6,8 +6,11 @@ Usage::
     validate(options)                       # OptionsError("...") on the first problem
     names = Names.of(options)               # bucket, topics, subscriptions, services, accounts, image
 
-Defaults are the study's winning Cloud Run setting (1 vCPU, concurrency 30, min 5, max 100 instances)
-and Cloud Run's advice for Pub/Sub push (ack deadline = request timeout = 600 s).
+Two delivery modes (``mode``): ``push`` (the default: a Cloud Run service behind a push subscription,
+scales to zero) and ``pull`` (a Cloud Run worker pool of ``python -m worker.pull`` on a pull subscription
+with exactly-once delivery; a fixed instance count). Defaults are the study's winning Cloud Run setting
+(1 vCPU, concurrency 30, min 5, max 100 instances) and Cloud Run's advice for Pub/Sub push (ack deadline
+= request timeout = 600 s); a pull subscription's ack deadline is 60 s (the client extends leases).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Literal
 
 Target = Literal["pipeline", "frontdoor", "all"]
 Access = Literal["iam", "public"]
+Mode = Literal["push", "pull"]
 TARGETS: tuple[Target, ...] = ("pipeline", "frontdoor", "all")
 ACCESS: tuple[Access, ...] = ("iam", "public")
+MODES: tuple[Mode, ...] = ("push", "pull")
 INGRESS = ("all", "internal", "internal-and-cloud-load-balancing")
 
 FULL_CPUS = (1, 2, 4, 6, 8)
@@ -30,6 +35,21 @@ MEMORY_PATTERN = re.compile(r"^(\d+)(Mi|Gi)$")
 MIN_MEMORY_FOR_CPU = {4: 2048, 6: 4096, 8: 4096}
 MIN_CPU_FOR_MEMORY = ((24 * 1024, 8), (16 * 1024, 6), (8 * 1024, 4), (4 * 1024, 2))
 MAX_MEMORY_MIB = 32 * 1024
+
+PUSH_ACK_DEADLINE_S = 600
+"""Push: the ack deadline is also the push request's timeout; Cloud Run's docs say 600 s."""
+PULL_ACK_DEADLINE_S = 60
+"""Pull: the client extends the leases of held messages, so the deadline only decides how soon a lost
+instance's messages come back (exactly-once delivery extends leases by at least 60 s anyway)."""
+DEFAULT_INSTANCES = 1
+DEFAULT_MAX_HELD = 3
+"""worker.pull's own default: one frame in inference, one being stored, one ready."""
+PULL_GRACE_S = 8
+"""Seconds a pull worker takes to finish after SIGTERM; Cloud Run kills 10 s after it."""
+MAX_POOL_INSTANCES = 1000
+FRAMES_PER_PROCESS_MINUTE = 1000
+"""Default backlog target per pull process for the autoscaler: about a minute of NanoDet at the
+~16 frames/s per core measured by ``python -m worker.benchmark`` (docs/worker.md)."""
 
 PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 REGION_PATTERN = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -52,6 +72,9 @@ class DeployOptions:
     region: str
     name: str = "frame-fanout"
     target: Target = "pipeline"
+    mode: Mode | None = None
+    """``push`` or ``pull``. ``None``: ``up`` deploys push, ``scale`` means pull, ``down`` removes both
+    (``down`` with a mode removes only that mode's delivery, to switch modes)."""
     image: str | None = None
     """Deploy this image; ``None``: build deploy/Dockerfile with Cloud Build into Artifact Registry."""
     tag: str = "latest"
@@ -84,8 +107,18 @@ class DeployOptions:
     spread over its processes, so the app admits what Cloud Run sends instead of answering 429."""
     startup_delay: float = 0.0
     """Simulated extra initialisation, seconds (the study's slow-start experiment)."""
+    # pull workers (Cloud Run worker pool)
+    instances: int | None = None
+    """Worker-pool instances (manual scaling): ``up --mode pull`` (default 1) and ``scale``."""
+    max_held: int | None = None
+    """Messages each pull process holds (``PULL_MAX_HELD``; default 3)."""
+    autoscale_min: int = 0
+    autoscale_max: int = 10
+    autoscale_backlog: int | None = None
+    """Undelivered messages per worker-pool instance the autoscaler aims for (default: a minute of work)."""
     # Pub/Sub
-    ack_deadline: int = 600
+    ack_deadline: int | None = None
+    """Seconds; ``None``: 600 for push (the request timeout), 60 for pull."""
     max_delivery_attempts: int = 5
     min_retry_delay: int = 10
     max_retry_delay: int = 600
@@ -93,6 +126,29 @@ class DeployOptions:
     # front door (Locust)
     frontdoor_access: Access = "iam"
     frontdoor_invokers: tuple[str, ...] = ()
+
+    @property
+    def delivery(self) -> Mode:
+        """The mode ``up`` deploys: push unless ``--mode pull``."""
+        return self.mode or "push"
+
+    @property
+    def ack_deadline_s(self) -> int:
+        if self.ack_deadline is not None:
+            return self.ack_deadline
+        return PULL_ACK_DEADLINE_S if self.delivery == "pull" else PUSH_ACK_DEADLINE_S
+
+    @property
+    def instance_count(self) -> int:
+        return DEFAULT_INSTANCES if self.instances is None else self.instances
+
+    @property
+    def held_per_process(self) -> int:
+        return self.max_held or DEFAULT_MAX_HELD
+
+    @property
+    def backlog_per_instance(self) -> int:
+        return self.autoscale_backlog or FRAMES_PER_PROCESS_MINUTE * self.process_count
 
     @property
     def cpu_value(self) -> float:
@@ -107,7 +163,7 @@ class DeployOptions:
 
     @property
     def process_count(self) -> int:
-        """gunicorn processes per instance."""
+        """Worker processes per instance (gunicorn's for push, worker.pull's for pull)."""
         return self.processes or max(1, math.floor(self.cpu_value))
 
     @property
@@ -118,7 +174,7 @@ class DeployOptions:
     @property
     def frame_budget_s(self) -> int:
         """Time the worker gives one frame: well inside the ack deadline and the request timeout."""
-        return max(1, min(30, self.ack_deadline // 2, self.timeout // 2))
+        return max(1, min(30, self.ack_deadline_s // 2, self.timeout // 2))
 
     @property
     def deploys_pipeline(self) -> bool:
@@ -127,6 +183,11 @@ class DeployOptions:
     @property
     def deploys_frontdoor(self) -> bool:
         return self.target in ("frontdoor", "all")
+
+    @property
+    def deploys_service(self) -> bool:
+        """Whether ``up`` deploys a Cloud Run service (push worker or front door), not only a worker pool."""
+        return self.deploys_frontdoor or self.delivery == "push"
 
 
 @dataclass(frozen=True)
@@ -137,11 +198,24 @@ class Names:
     topic: str
     dead_letter_topic: str
     subscription: str
+    """The push subscription."""
+    pull_subscription: str
     dead_letter_subscription: str
     worker_service: str
+    """The push worker (a private Cloud Run service)."""
+    worker_pool: str
+    """The pull workers (a Cloud Run worker pool)."""
     frontdoor_service: str
     worker_account: str
+    """Identity of the push worker only."""
+    pull_account: str
+    """Identity of the pull workers only."""
+    frontdoor_account: str
+    """Identity of the front door only: it may create objects under ``predict/`` and nothing else."""
     push_account: str
+    autoscaler_service: str
+    autoscaler_account: str
+    autoscaler_parameter: str
     repository: str
     image: str
     building: bool
@@ -156,11 +230,18 @@ class Names:
             topic=f"{n}-frames",
             dead_letter_topic=f"{n}-frames-dead-letter",
             subscription=f"{n}-frames-push",
+            pull_subscription=f"{n}-frames-pull",
             dead_letter_subscription=f"{n}-frames-dead-letter-keep",
             worker_service=f"{n}-worker",
+            worker_pool=f"{n}-pull-worker",
             frontdoor_service=f"{n}-frontdoor",
             worker_account=f"{n}-worker@{project}.iam.gserviceaccount.com",
+            pull_account=f"{n}-pull@{project}.iam.gserviceaccount.com",
+            frontdoor_account=f"{n}-front@{project}.iam.gserviceaccount.com",
             push_account=f"{n}-push@{project}.iam.gserviceaccount.com",
+            autoscaler_service=f"{n}-autoscaler",
+            autoscaler_account=f"{n}-crema@{project}.iam.gserviceaccount.com",
+            autoscaler_parameter=f"{n}-crema-config",
             repository=repository,
             image=options.image or built_image,
             building=options.image is None,
@@ -186,7 +267,7 @@ def validate_cpu_memory(options: DeployOptions) -> None:
     fractional = MIN_FRACTIONAL_CPU <= cpu < 1
     _check(fractional or cpu in FULL_CPUS,
            f"--cpu {options.cpu}: Cloud Run allows {MIN_FRACTIONAL_CPU}..1 or one of {', '.join(map(str, FULL_CPUS))}")
-    if fractional:
+    if fractional and options.deploys_service:  # a service's rules; a worker pool has no concurrency
         _check(options.concurrency == 1, f"--cpu {options.cpu}: below 1 vCPU Cloud Run requires --concurrency 1")
         _check(options.cpu_throttling, f"--cpu {options.cpu}: below 1 vCPU Cloud Run requires --cpu-throttling")
     memory = options.memory_mib
@@ -220,6 +301,7 @@ def validate_names(options: DeployOptions) -> None:
         _check(bool(options.image) and not re.search(r"\s", options.image),
                f"--image {options.image!r}: not an image URI")
     _check(options.target in TARGETS, f"--target {options.target!r}: one of {', '.join(TARGETS)}")
+    _check(options.mode is None or options.mode in MODES, f"--mode {options.mode!r}: one of push, pull")
     _check(options.frontdoor_access in ACCESS, f"--frontdoor-access {options.frontdoor_access!r}: one of iam, public")
     _check(options.ingress in INGRESS, f"--ingress {options.ingress!r}: one of {', '.join(INGRESS)}")
     for member in options.frontdoor_invokers:
@@ -240,7 +322,7 @@ def validate(options: DeployOptions) -> None:
     _check(options.min_instances <= options.max_instances,
            f"--min-instances {options.min_instances} is more than --max-instances {options.max_instances}")
     _check_range("--timeout", options.timeout, 1, 3600, " seconds")
-    _check_range("--ack-deadline", options.ack_deadline, 10, 600, " seconds (Pub/Sub's limits)")
+    _check_range("--ack-deadline", options.ack_deadline_s, 10, 600, " seconds (Pub/Sub's limits)")
     _check_range("--max-delivery-attempts", options.max_delivery_attempts, 5, 100, " (Pub/Sub's limits)")
     _check_range("--min-retry-delay", options.min_retry_delay, 0, 600, " seconds")
     _check_range("--max-retry-delay", options.max_retry_delay, 0, 600, " seconds")
@@ -253,3 +335,22 @@ def validate(options: DeployOptions) -> None:
     if options.max_in_flight is not None:
         _check_range("--max-in-flight", options.max_in_flight, 1, 1000)
     _check(0 <= options.startup_delay <= 600, f"--startup-delay {options.startup_delay}: must be 0..600 seconds")
+    validate_pull(options)
+
+
+def validate_pull(options: DeployOptions) -> None:
+    """The worker-pool knobs: only with ``--mode pull``, in range."""
+    if options.instances is not None:
+        _check(options.delivery == "pull", "--instances only applies with --mode pull "
+               "(a push service scales itself between --min-instances and --max-instances)")
+        _check_range("--instances", options.instances, 0, MAX_POOL_INSTANCES)
+    if options.max_held is not None:
+        _check(options.delivery == "pull", "--max-held only applies with --mode pull "
+               "(push processes admit --max-in-flight requests)")
+        _check_range("--max-held", options.max_held, 1, 100)
+    _check_range("--autoscale-min", options.autoscale_min, 0, MAX_POOL_INSTANCES)
+    _check_range("--autoscale-max", options.autoscale_max, 1, MAX_POOL_INSTANCES)
+    _check(options.autoscale_min <= options.autoscale_max,
+           f"--autoscale-min {options.autoscale_min} is more than --autoscale-max {options.autoscale_max}")
+    if options.autoscale_backlog is not None:
+        _check_range("--autoscale-backlog", options.autoscale_backlog, 1, None)

@@ -4,10 +4,10 @@ Usage::
 
     execute(build_plan("up", options), say=print)        # raises DeployError("...") on the first failure
 
-``ensure`` and ``remove`` steps run their describe check first and act on its answer; an error from a
-check that is not "not found" (no permission, not logged in, ...) stops the run rather than being taken
-for absence. Capture steps fill the placeholders of later steps. Commands run from the repository root
-(Cloud Build uploads it).
+``ensure``, ``remove`` and ``refuse`` steps run their describe check first and act on its answer (a
+``refuse`` step stops the run when the resource exists); an error from a check that is not "not found"
+(no permission, not logged in, ...) stops the run rather than being taken for absence. Capture steps
+fill the placeholders of later steps. Commands run from the repository root (Cloud Build uploads it).
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class Execution:
                     raise DeployError(f"{step.title}: {shlex.join(self.argv(step.argv))} printed nothing")
                 self.values[step.capture] = value
                 self.say(f"    {step.capture} = {value}")
+        elif step.mode == "refuse":
+            if self.exists(step):
+                raise DeployError(step.refusal)
+            self.say("    not there; good")
         elif step.mode == "ensure":
             if not self.exists(step):
                 self.call(step, step.argv)
