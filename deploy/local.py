@@ -331,6 +331,7 @@ def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settin
         "FRAME_FANOUT_SETTINGS": str(settings_file),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
+        "WORKER_PUSH_AUTH": "off",  # the emulator sends no OIDC token; on Google Cloud deploy.gcp sets the audience
     })
     env.update(config.extra_env)
     return env

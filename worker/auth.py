@@ -40,9 +40,13 @@ Certificates are cached in process (:class:`CertCache`), honouring ``Cache-Contr
 60 s (key rotation); if a refresh fails, the previous certificates are used for up to an hour
 past their expiry before verification reports 503.
 
-Environment (see :meth:`PushAuthConfig.from_env`; off by default — the emulator sends no token):
+Environment (see :meth:`PushAuthConfig.from_env`). Running without authentication is an explicit
+choice: a worker started with neither an audience nor ``WORKER_PUSH_AUTH=off`` refuses to start,
+so an image deployed by hand cannot silently accept unauthenticated pushes.
 
-- ``WORKER_PUSH_AUDIENCE`` — the expected ``aud``; empty or unset disables push authentication.
+- ``WORKER_PUSH_AUTH`` — ``off`` to run without push authentication (the local stack: the emulator
+  sends no token); unset or ``on`` requires the two variables below.
+- ``WORKER_PUSH_AUDIENCE`` — the expected ``aud``.
 - ``WORKER_PUSH_SERVICE_ACCOUNTS`` — comma-separated allowed ``email`` values (the subscription's
   push service account); required when the audience is set.
 - ``WORKER_PUSH_CERTS_URL`` — certificate endpoint in Google's v1 PEM format
@@ -81,6 +85,12 @@ ENV_AUDIENCE = "WORKER_PUSH_AUDIENCE"
 ENV_SERVICE_ACCOUNTS = "WORKER_PUSH_SERVICE_ACCOUNTS"
 ENV_CERTS_URL = "WORKER_PUSH_CERTS_URL"
 ENV_CLOCK_SKEW = "WORKER_PUSH_CLOCK_SKEW_S"
+ENV_SWITCH = "WORKER_PUSH_AUTH"
+"""``off``: run without push authentication, on purpose (the local stack: the emulator sends no token)."""
+NOT_CONFIGURED = (
+    f"push authentication is not configured: set {ENV_AUDIENCE} and {ENV_SERVICE_ACCOUNTS} (what python -m "
+    f"deploy.gcp does), or {ENV_SWITCH}=off to accept unauthenticated pushes on purpose (the local stack)"
+)
 
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
 
@@ -182,13 +192,23 @@ class PushAuthConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PushAuthConfig:
-        """Read ``WORKER_PUSH_AUDIENCE``, ``WORKER_PUSH_SERVICE_ACCOUNTS`` (comma-separated),
-        ``WORKER_PUSH_CERTS_URL`` and ``WORKER_PUSH_CLOCK_SKEW_S``; unset audience → disabled.
+        """Read ``WORKER_PUSH_AUTH``, ``WORKER_PUSH_AUDIENCE``, ``WORKER_PUSH_SERVICE_ACCOUNTS``
+        (comma-separated), ``WORKER_PUSH_CERTS_URL`` and ``WORKER_PUSH_CLOCK_SKEW_S``. Neither an audience
+        nor ``WORKER_PUSH_AUTH=off`` → ``ValueError`` (:data:`NOT_CONFIGURED`).
 
         Service-account emails are lower-cased (Google writes them so in tokens; the claim itself
         is compared exactly)."""
         env = os.environ if environ is None else environ
         audience = env.get(ENV_AUDIENCE, "").strip() or None
+        switch = env.get(ENV_SWITCH, "").strip().lower()
+        if switch not in ("", "on", "off"):
+            raise ValueError(f"{ENV_SWITCH} must be 'on' or 'off', got {env.get(ENV_SWITCH)!r}")
+        if switch == "off":
+            if audience or env.get(ENV_SERVICE_ACCOUNTS, "").strip():
+                raise ValueError(f"{ENV_SWITCH}=off but {ENV_AUDIENCE}/{ENV_SERVICE_ACCOUNTS} are set: choose one")
+            return cls()
+        if audience is None and not env.get(ENV_SERVICE_ACCOUNTS, "").strip():
+            raise ValueError(NOT_CONFIGURED)
         emails = frozenset(e.strip().lower() for e in env.get(ENV_SERVICE_ACCOUNTS, "").split(",") if e.strip())
         skew_raw = env.get(ENV_CLOCK_SKEW, "").strip()
         try:

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     emulator = StorageEmulator(default_bucket="bench").start()
     settings = Settings(project="bench", bucket="bench", storage_emulator_host=emulator.url)
     port = free_port()
-    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="1", STORAGE_EMULATOR_HOST=emulator.url,
+    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="1", WORKER_PUSH_AUTH="off",
+               STORAGE_EMULATOR_HOST=emulator.url,
                GOOGLE_CLOUD_PROJECT="bench", FRAMES_BUCKET="bench")
     with tempfile.TemporaryFile() as log:
         worker = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:worker.gunicorn_conf",

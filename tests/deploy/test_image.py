@@ -229,6 +229,7 @@ def test_runtime_install_in_a_fresh_venv_serves_readyz(tmp_path: Path, built_con
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PUBSUB_", "STORAGE_", "GOOGLE_", "FRAMES_"))}
     env.update({
         "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", "PORT": str(port), "WEB_CONCURRENCY": "1",
+        "WORKER_PUSH_AUTH": "off",
         "FRAME_FANOUT_CACHE": str(model_cache), "STORAGE_EMULATOR_HOST": storage_emulator.url,  # /readyz checks it
         "FRAMES_BUCKET": "image-test",
     })

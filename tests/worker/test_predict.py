@@ -104,13 +104,15 @@ def test_metrics_count_predictions(app_and_bucket, dog_jpeg) -> None:
     assert "frame_stage_seconds_bucket" in text or "requests_in_flight" in text
 
 
-def test_worker_config_from_env(monkeypatch) -> None:
-    for name, value in {"WORKER_MAX_IN_FLIGHT": "4", "WORKER_FRAME_BUDGET_S": "12.5", "WORKER_STARTUP_DELAY_S": "10",
-                        "WORKER_MAX_IMAGE_BYTES": "1000", "WORKER_WARMUP": "0"}.items():
-        monkeypatch.setenv(name, value)
-    config = WorkerConfig.from_env()
-    assert (config.max_in_flight, config.frame_budget_s, config.startup_delay_s) == (4, 12.5, 10.0)
-    assert (config.max_image_bytes, config.warmup) == (1000, False)
+def test_worker_config_from_env() -> None:
+    config = WorkerConfig.from_env({
+        "WORKER_MAX_IN_FLIGHT": "4", "WORKER_FRAME_BUDGET_S": "12.5", "WORKER_PREDICT_BUDGET_S": "3",
+        "WORKER_STARTUP_DELAY_S": "10", "WORKER_MAX_IMAGE_BYTES": "1000", "WORKER_WARMUP": "0",
+        "WORKER_MAX_IMAGE_PIXELS": "1000000", "WORKER_MAX_IMAGE_SIDE": "2000", "WORKER_PUSH_AUTH": "off",
+        "FRAMES_BUCKET": "b", "FRAME_FANOUT_SETTINGS": "/nonexistent/settings.json"})
+    assert (config.max_in_flight, config.frame_budget_s, config.predict_budget_s) == (4, 12.5, 3.0)
+    assert (config.max_image_bytes, config.warmup, config.startup_delay_s) == (1000, False, 10.0)
+    assert (config.max_image_pixels, config.max_image_side, config.settings.bucket) == (1_000_000, 2000, "b")
 
 
 def test_startup_delay_delays_the_app(gcs_settings, pipeline) -> None:

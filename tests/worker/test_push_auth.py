@@ -446,10 +446,30 @@ def test_cache_ttl_from_headers(headers, ttl) -> None:
 # --- configuration ------------------------------------------------------------------------------
 
 
-def test_from_env_is_off_by_default() -> None:
-    config = PushAuthConfig.from_env({})
+def test_from_env_refuses_to_guess_when_nothing_is_configured() -> None:
+    with pytest.raises(ValueError) as err:
+        PushAuthConfig.from_env({})
+    assert str(err.value) == auth.NOT_CONFIGURED
+    assert str(err.value).startswith("push authentication is not configured: set WORKER_PUSH_AUDIENCE and ")
+
+
+def test_running_without_push_auth_is_an_explicit_choice() -> None:
+    config = PushAuthConfig.from_env({"WORKER_PUSH_AUTH": "off"})
     assert not config.enabled and config.audience is None and config.allowed_emails == frozenset()
     assert not PushAuthVerifier(config).enabled
+    with pytest.raises(ValueError, match="choose one"):
+        PushAuthConfig.from_env({"WORKER_PUSH_AUTH": "off", "WORKER_PUSH_AUDIENCE": AUDIENCE})
+    with pytest.raises(ValueError, match="must be 'on' or 'off'"):
+        PushAuthConfig.from_env({"WORKER_PUSH_AUTH": "maybe"})
+
+
+def test_an_app_started_from_the_environment_without_the_choice_does_not_start(gcs_settings, pipeline) -> None:
+    from worker.app import WorkerConfig
+
+    env = gcs_settings.to_env()
+    with pytest.raises(ValueError, match="push authentication is not configured"):
+        WorkerConfig.from_env(env)
+    assert not WorkerConfig.from_env(env | {"WORKER_PUSH_AUTH": "off"}).push_auth.enabled
 
 
 def test_from_env_reads_audience_and_comma_separated_service_accounts() -> None:

@@ -34,6 +34,7 @@ def test_serving_layout() -> None:
 def gunicorn_worker(gcs_settings, tmp_path):
     port = free_port()
     env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="1", WORKER_MAX_IN_FLIGHT="1",
+               WORKER_PUSH_AUTH="off",
                GOOGLE_CLOUD_PROJECT=gcs_settings.project, FRAMES_BUCKET=gcs_settings.bucket,
                STORAGE_EMULATOR_HOST=gcs_settings.storage_emulator_host)
     log = (tmp_path / "gunicorn.log").open("w")
