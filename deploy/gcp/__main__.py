@@ -1,4 +1,4 @@
-"""Entry point: ``python -m deploy.gcp up|down|plan --project P --region R [flags]`` (see deploy/gcp/cli.py)."""
+"""Entry point: ``python -m deploy.gcp up|down|plan|scale --project P --region R [flags]`` (see deploy/gcp/cli.py)."""
 
 import sys
 
