@@ -12,8 +12,8 @@ PKD_VERSION := 1.3.0.post1
 help:
 	@echo "make demo   - set up, start the local stack, process vtest.avi end to end, reassemble, stop"
 	@echo "make test   - set up and run every test (starts and stops the emulators itself)"
-	@echo "make loadtest - a short version of the study's experiment against the local stack (runs/)"
-	@echo "make bench  - the benchmarks (producer, worker, collector), each against a same-run baseline"
+	@echo "make loadtest - the study's experiment, short: its server design, then our front door (runs/)"
+	@echo "make bench  - the benchmarks (producer, worker, collector, end to end), each against a same-run baseline"
 	@echo "make lint   - ruff"
 	@echo "make up / down / status - the local stack by hand"
 
@@ -47,11 +47,12 @@ bench: setup
 	$(PY) -m worker.benchmark --frames 150 --repeat 3
 	$(PY) -m worker.detectors.benchmark
 	$(PY) -m collector.bench
+	$(PY) -m deploy.bench --frames 795
 
-# A short version of the study's main experiment against the local stack (traffic to 127.0.0.1 only;
-# stops itself): 200 users for 60 s against POST /predict, then the report in runs/.
+# A short version of the study's main experiment (traffic to 127.0.0.1 only; stops itself): 200 users for
+# 60 s against the study's server design (the baseline), then against our POST /predict; one report in runs/.
 loadtest: setup
-	timeout --signal=INT --kill-after=30 420 $(PY) -m loadtest local local-study-short --out runs
+	timeout --signal=INT --kill-after=30 600 $(PY) -m loadtest local local-study-short --baseline --out runs
 
 lint: venv
 	$(VENV)/bin/ruff check .
