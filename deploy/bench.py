@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -171,8 +172,19 @@ def running_stack(mode: str, workers: int, stack_dir: Path, max_held: int = 3) -
         stop_stack(handle)
 
 
+def run_job(handle: StackHandle, store: Any, video: Path, frames: int, job_id: str) -> None:
+    """Publish ``frames`` frames as ``job_id`` and wait until every result is stored (warm-up, not timed)."""
+    subprocess.run([sys.executable, "-m", "producer", str(video), "--max-frames", str(frames), "--job-id", job_id,
+                    "--no-progress"], env=handle.env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, check=True)
+    deadline = time.monotonic() + 300
+    while sum("/detections/" in o.name for o in store.list_job(job_id)) < frames:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"warm-up job {job_id} did not finish in 300 s")
+        time.sleep(1.0)
+
+
 def run_mode(mode: str, workers: int, video: Path, frames: int, bound_fps: float, model_ms: float,
-             max_held: int = 3) -> ModeResult:
+             max_held: int = 3, warmup_frames: int = 0) -> ModeResult:
     """One fresh stack in ``mode``, one producer run of ``frames`` frames, timed and CPU-accounted."""
     from collector.store import JobStore
 
@@ -180,6 +192,8 @@ def run_mode(mode: str, workers: int, video: Path, frames: int, bound_fps: float
             running_stack(mode, workers, Path(stack_dir), max_held) as handle:
         assert handle.settings is not None
         store = JobStore.from_settings(handle.settings)
+        if warmup_frames:
+            run_job(handle, store, video, warmup_frames, f"bench-{mode}-warmup-{int(time.time())}")
         components = {name: proc.pid for name, proc in handle.processes.items()}
         job_id = f"bench-{mode}-{int(time.time())}"
         cpu_before = {name: tree_cpu_s(pid) for name, pid in components.items()}
@@ -241,7 +255,21 @@ def format_table(results: list[ModeResult], bound_fps: float, cores: int, per_co
         lines.append(f"| {r.mode} | {r.frames} | {r.seconds:.1f} | {r.frames_per_s:.1f} | **{r.ratio:.2f}** | "
                      f"{r.idle_share * 100:.0f} % | " + " | ".join(f"{v:.1f}" for v in r.cpu_ms_per_frame.values())
                      + " |")
+    lines.append("")
+    for r in results:
+        shares = core_shares(r, cores)
+        lines.append(f"{r.mode}: where the cores went: " + ", ".join(f"{k} {v * 100:.0f} %" for k, v in shares.items()))
     return "\n".join(lines)
+
+
+def core_shares(result: ModeResult, cores: int) -> dict[str, float]:
+    """Share of the machine's cores each part used during the run (CPU ms per frame x frames/s), and idle.
+
+    >>> core_shares(ModeResult("pull", 100, 2.0, 50.0, 0.5, 0.1, {"model": 10.0, "emulator": 4.0}), cores=2)
+    {'model': 0.25, 'emulator': 0.1, 'idle': 0.1}
+    """
+    used = {name: ms * result.frames_per_s / (cores * 1000) for name, ms in result.cpu_ms_per_frame.items()}
+    return {**{k: round(v, 3) for k, v in used.items()}, "idle": result.idle_share}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=400, help="frames of vtest.avi per mode (default 400)")
     parser.add_argument("--modes", default="pull,push", help="comma-separated: pull, push")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--warmup-frames", type=int, default=200,
+                        help="frames run through each fresh stack before the timed job (JIT, caches, connections)")
     parser.add_argument("--max-held", type=int, default=3, help="messages each pull process holds")
     parser.add_argument("--bound-frames", type=int, default=150, help="frames for the detector-alone bound")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -276,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         bound = cores * statistics.mean(per_core)
         say(f"{mode}: a fresh local stack with {workers} worker process(es), {args.frames} frames ...")
         result = run_mode(mode, workers, video, args.frames, bound, 1000 / statistics.mean(per_core),
-                          args.max_held)
+                          args.max_held, args.warmup_frames)
         say(f"{mode}: {result.frames_per_s:.1f} frames/s, {result.ratio:.2f} of the bound")
         results.append(result)
     per_core.append(detector_alone_fps(frames))
