@@ -196,6 +196,21 @@ def create_app(
 bp = Blueprint("worker", __name__)
 
 
+def read_body(limit: int) -> bytes:
+    """The request body if it is at most ``limit`` bytes, declared (Content-Length) or chunked; else 413.
+
+    Werkzeug stops reading a chunked body at ``max_content_length`` without an error (the rest is
+    dropped and the truncated body would be used), so it reads one byte more than the limit here.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
+    request.max_content_length = limit + 1
+    data = request.get_data()
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
+    return data
+
+
 @bp.get(HEALTH_PATH)
 def healthz() -> tuple[str, int]:
     return "ok", 200
@@ -221,7 +236,7 @@ def pubsub_push() -> Any:
     worker = services()
     if worker.push_auth is not None:
         worker.push_auth.verify(request.headers.get("Authorization"))
-    body = request.get_data()  # read the body always, so a keep-alive connection stays in step
+    body = read_body(current_app.config["MAX_CONTENT_LENGTH"])  # always, so keep-alive stays in step
     with worker.runner.admit(worker.config.frame_budget_s):  # before parsing: a refusal costs next to nothing
         message = parse_push_body(body)
         outcome = worker.frames.handle(message, received=started)
@@ -236,11 +251,7 @@ def pubsub_push() -> Any:
 def predict() -> Any:
     started = time.perf_counter()
     worker = services()
-    limit = worker.config.max_image_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
-    request.max_content_length = limit  # also bounds a chunked body, which declares no length
-    data = request.get_data()  # read the body always, so a keep-alive connection stays in step
+    data = read_body(worker.config.max_image_bytes)  # always, so a keep-alive connection stays in step
     with worker.runner.admit(worker.config.predict_budget_s):  # before parsing: a refusal costs next to nothing
         body = worker.predictions.handle(parse_predict_request(request.content_type, data))
     body["latency_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
