@@ -46,3 +46,16 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "0"))
 graceful_timeout = 20
 keepalive = 75  # longer than Cloud Run's and load balancers' idle timeouts
 accesslog = None  # the app logs one structured line per request
+
+
+def child_exit(server: object, worker: object) -> None:
+    """gunicorn hook, in the master, when a worker process has exited or been killed.
+
+    In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) each process's live gauges (``requests_in_flight``)
+    are its own files, which ``/metrics`` adds up; a dead process's are removed here, or its last values
+    would count forever. Its counters and histograms stay.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
