@@ -265,6 +265,7 @@ def service_env(o: DeployOptions, n: Names) -> str:
         "WEB_CONCURRENCY": str(o.process_count),
         "WORKER_MAX_IN_FLIGHT": str(o.in_flight_per_process),
         "WORKER_FRAME_BUDGET_S": str(o.frame_budget_s),
+        "WORKER_PREDICT_BUDGET_S": str(o.predict_budget_s),
         "WORKER_STARTUP_DELAY_S": f"{o.startup_delay:g}",
         "WORKER_PUSH_AUDIENCE": push_audience(o, n),
         "WORKER_PUSH_SERVICE_ACCOUNTS": n.push_account,

@@ -177,6 +177,11 @@ class DeployOptions:
         return max(1, min(30, self.ack_deadline_s // 2, self.timeout // 2))
 
     @property
+    def predict_budget_s(self) -> int:
+        """The front door's latency budget (admission and start deadline): 10 s, inside the request timeout."""
+        return max(1, min(10, self.timeout // 2))
+
+    @property
     def deploys_pipeline(self) -> bool:
         return self.target in ("pipeline", "all")
 

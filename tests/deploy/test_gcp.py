@@ -122,6 +122,7 @@ def test_every_study_knob_is_a_flag_that_reaches_gcloud() -> None:
         assert flag in deploy
     env = next(a for a in deploy if a.startswith("--set-env-vars="))
     assert "WEB_CONCURRENCY=2," in env and "WORKER_MAX_IN_FLIGHT=40," in env and "WORKER_FRAME_BUDGET_S=30," in env
+    assert "WORKER_PREDICT_BUDGET_S=10," in env  # both budgets inside the request timeout
     sub = command(plan, "pubsub", "subscriptions", "update")
     for flag in ("--ack-deadline=60", "--max-delivery-attempts=12", "--min-retry-delay=2s", "--max-retry-delay=30s"):
         assert flag in sub
