@@ -5,7 +5,8 @@ Usage::
     collector status --job demo [--json] [--stale-after 60]
     collector wait --job demo [--timeout 600] [--poll 2] [--stale-after 60]
     collector reassemble --job demo [-o demo.mp4|gs://bucket/demo.mp4] [--detections demo.jsonl|demo.csv]
-                         [--from T] [--to T] [--partial] [--missing hold|mark|skip]
+                         [--from T] [--to T] [--partial] [--missing hold|mark|skip] [--track] [--line NAME:x1,y1,x2,y2]
+    collector follow --job demo [--max-delay 2] [-o demo.jsonl] [--track] [--line NAME:x1,y1,x2,y2] [--serve HOST:PORT]
     collector jobs [--json]
 
 Settings (bucket, project, emulator) come from :func:`framecontract.settings.load_settings`:
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from collector.errors import CollectorError
+from collector.follow_cli import add_analysis_arguments, add_follow_command, check_analysis
 from collector.outputs import UploadFailedError, check_destinations, is_gs_uri, prepare_outputs, upload_outputs
 from collector.plan import JobStatus, format_ranges, format_status
 from collector.reassemble import MISSING_POLICIES, ReassembleOptions, reassemble, summary_paragraph
@@ -95,7 +97,7 @@ def _wait_line(status: JobStatus, outcome: str) -> str:
 
 def _cmd_reassemble(args: argparse.Namespace) -> int:
     job_id = checked_job_id(args.job)
-    problem = check_range(args.time_from, args.time_to)
+    problem = check_range(args.time_from, args.time_to) or check_analysis(args)
     if problem:
         args.parser.error(problem)
     video = args.output or f"{job_id}.mp4"
@@ -116,6 +118,8 @@ def _cmd_reassemble(args: argparse.Namespace) -> int:
             progress=args.progress,
             time_from=args.time_from,
             time_to=args.time_to,
+            track=args.track or bool(args.lines),
+            lines=tuple(args.lines),
         )
         report = reassemble(store, options, outputs)
         upload_outputs(store, outputs)
@@ -245,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames downloaded ahead of the encoder (default max(2 x workers, 32)); memory ~ N x 1.5 x W x H bytes",
     )
     re_.add_argument("--preset", default=DEFAULT_PRESET, help=f"libx264 preset ({DEFAULT_PRESET})")
+    add_analysis_arguments(re_)
     re_.set_defaults(func=_cmd_reassemble, parser=re_)
+
+    add_follow_command(sub, [common, job], _store, EXIT_CODES_HELP)
 
     jobs = sub.add_parser("jobs", parents=[common, liveness], help="every job in the bucket with state and counts")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -13,6 +13,8 @@ wraps the planes and encodes. Holes (missing frames, error records, frames that 
 held from the previous frame (``hold``; a hole at the very start shows the first frame that exists),
 held with a red ``MISSING frame N`` banner (``mark``), or left out (``skip``); either way they are
 reported. ``time_from``/``time_to`` select a half-open time range (:mod:`collector.timerange`).
+``track``/``lines`` run ByteTrack and line counts over the frames in order (:mod:`collector.tracking`):
+track ids go into the detections, ids and lines are drawn on the video, counts into the report.
 Outputs are written under temporary names and renamed at the end, so a failed run leaves no
 half-written file.
 """
@@ -36,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from collector.errors import CollectorError
+from collector.lines import LineSpec
 from collector.outputs import OutputPaths, prepare_outputs
 from collector.plan import (
     JobListing,
@@ -58,6 +61,7 @@ from collector.timerange import (
     resolve_range,
     select_slots,
 )
+from collector.tracking import Analysis, FrameAnalysis, detection_dicts
 from collector.video import DEFAULT_PRESET, VideoEncoder, draw_missing_marker, from_i420, to_i420
 from framecontract.manifest import Manifest
 from framecontract.records import MAX_RECORD_BYTES, DetectionsRecord, ErrorRecord, InvalidRecordError
@@ -100,6 +104,10 @@ class ReassembleOptions:
     """``None``: a progress bar when stderr is a terminal."""
     time_from: TimePoint | None = None
     time_to: TimePoint | None = None
+    track: bool = False
+    """Track objects (ByteTrack over the frames in timestamp order); implied by ``lines``."""
+    lines: tuple[LineSpec, ...] = ()
+    """Counting lines (in/out crossings of tracked objects)."""
 
 
 SlotRecord = DetectionsRecord | ErrorRecord
@@ -265,6 +273,10 @@ class ReassemblyReport:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     """CPU time of this process (all threads, encoder included) during the reassembly."""
+    tracking: dict[str, Any] | None = None
+    """``--track``: library, time base, frame rate, lost-track seconds, number of tracks."""
+    lines: dict[str, Any] | None = None
+    """``--line``: per line its points, ``in``/``out`` totals and per-minute buckets."""
 
     @property
     def holes(self) -> int:
@@ -326,8 +338,12 @@ class _VideoSink:
         return to_i420(marked)
 
 
-def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> dict[str, Any]:
-    """One JSONL line: the frame, where it is in the video, and its detections (``None`` for holes)."""
+def detections_line(fetched: Fetched, status: str, video_frame: int | None,
+                    analysis: FrameAnalysis | None = None) -> dict[str, Any]:
+    """One JSONL line: the frame, where it is in the video, and its detections (``None`` for holes).
+
+    With ``analysis`` (``--track``) each detection has its ``track_id``.
+    """
     slot, record = fetched.slot, fetched.record
     line: dict[str, Any] = {
         "frame_index": slot.frame_index,
@@ -337,7 +353,7 @@ def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> d
         "detections": None,
     }
     if status == "ok" and isinstance(record, DetectionsRecord):
-        line["detections"] = [d.to_dict() for d in record.detections]
+        line["detections"] = detection_dicts(record.detections, analysis or FrameAnalysis())
         line.update({"width": record.width, "height": record.height, "model": record.model, "image": record.image})
     elif status == "error":
         line["error"] = record.reason if isinstance(record, ErrorRecord) else fetched.problem
@@ -347,34 +363,37 @@ def detections_line(fetched: Fetched, status: str, video_frame: int | None) -> d
     return line
 
 
-def csv_rows(line: dict[str, Any]) -> list[list[Any]]:
-    """The CSV rows (:data:`CSV_COLUMNS`) of one detections line: one per detection, at least one per frame."""
+def csv_rows(line: dict[str, Any], track: bool = False) -> list[list[Any]]:
+    """The CSV rows (:data:`CSV_COLUMNS`, + ``track_id`` when tracking) of one detections line: one per
+    detection, at least one per frame."""
     head = [line["frame_index"], line["timestamp_us"], line["video_frame"], line["status"]]
     error = line.get("error")
     detections = line.get("detections") or []
+    tail: list[Any] = [None] if track else []
     if not detections:
-        return [[*head, None, None, None, None, None, None, None, error]]
+        return [[*head, None, None, None, None, None, None, None, error, *tail]]
     rows = []
     for number, det in enumerate(detections):
         box = list(det.get("box") or [None] * 4)[:4]
-        rows.append([*head, number, det.get("label"), det.get("score"), *box, error])
+        rows.append([*head, number, det.get("label"), det.get("score"), *box, error,
+                     *([det.get("track_id")] if track else [])])
     return rows
 
 
 class _DetectionsWriter:
     """Writes detections lines as JSON Lines or as CSV rows."""
 
-    def __init__(self, stream: IO[str], fmt: str) -> None:
-        self.stream = stream
+    def __init__(self, stream: IO[str], fmt: str, track: bool = False) -> None:
+        self.stream, self.track = stream, track
         self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self.csv is not None:
-            self.csv.writerow(CSV_COLUMNS)
+            self.csv.writerow((*CSV_COLUMNS, "track_id") if track else CSV_COLUMNS)
 
     def write(self, line: dict[str, Any]) -> None:
         if self.csv is None:
             self.stream.write(json.dumps(line, separators=(",", ":")) + "\n")
         else:
-            self.csv.writerows([["" if v is None else v for v in row] for row in csv_rows(line)])
+            self.csv.writerows([["" if v is None else v for v in row] for row in csv_rows(line, self.track)])
 
 
 def _origin_us(manifest_clock: str, first_timestamp_us: int | None, timeline: Timeline | None) -> int:
@@ -479,7 +498,8 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
     video_part = _part_name(outputs.video)
     detections_part = _part_name(outputs.detections)
     try:
-        sink = _write(store, options, slots, report, video_part, detections_part, outputs.detections_format, fps)
+        sink = _write(store, options, slots, report, video_part, detections_part, outputs.detections_format, fps,
+                      manifest.clock)
         report.codec = sink.encoder.codec_name if sink.encoder else ""
         report.width, report.height = (sink.encoder.width, sink.encoder.height) if sink.encoder else (0, 0)
         report.frames_written = sink.encoder.frames_written if sink.encoder else 0
@@ -506,8 +526,10 @@ def _write(
     detections_part: Path,
     detections_format: str,
     fps: float,
+    clock: str = "stream",
 ) -> _VideoSink:
     sink = _VideoSink(video_part, fps, options)
+    analysis = Analysis(options.track, options.lines, fps, clock)
     workers = max(options.workers or store.download_workers, 1)
     window = max(options.window or default_window(workers), 1)
     progress = tqdm(
@@ -522,9 +544,12 @@ def _write(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collector-fetch") as pool,
             detections_part.open("w", encoding="utf-8", newline="") as stream,
         ):
-            writer = _DetectionsWriter(stream, detections_format)
+            writer = _DetectionsWriter(stream, detections_format, analysis.active)
             for fetched in ordered_window(pool, lambda s: fetch_slot(store, s), slots, window):
                 slot = fetched.slot
+                result = None
+                if fetched.planes is not None and analysis.active and isinstance(fetched.record, DetectionsRecord):
+                    result = _analyse(analysis, fetched, options.lines)
                 if fetched.planes is not None:
                     status, video_frame = "ok", sink.frame(fetched.planes)
                     fetched.planes = None
@@ -544,10 +569,15 @@ def _write(
                     elif status == "unreadable":
                         report.unreadable.append({"frame_index": slot.frame_index, "reason": fetched.problem})
                     video_frame = sink.hole(slot.frame_index, status)
-                writer.write(detections_line(fetched, status, video_frame))
+                line = detections_line(fetched, status, video_frame, result)
+                if analysis.lines is not None:
+                    line["crossings"] = [c.to_dict() for c in result.crossings] if result else []
+                writer.write(line)
                 progress.update(1)
         if sink.encoder is not None:
             sink.encoder.close()
+        summary = analysis.summary()
+        report.tracking, report.lines = summary.get("tracking"), summary.get("lines")
     except BaseException:
         if sink.encoder is not None:
             sink.encoder.abort()
@@ -555,6 +585,19 @@ def _write(
     finally:
         progress.close()
     return sink
+
+
+def _analyse(analysis: Analysis, fetched: Fetched, lines: Sequence[LineSpec]) -> FrameAnalysis:
+    """Track and count one frame (in order) and draw the result on its planes."""
+    from collector.overlay import draw_analysis
+
+    record = fetched.record
+    assert isinstance(record, DetectionsRecord) and fetched.planes is not None and fetched.slot.timestamp_us is not None
+    result = analysis.frame(fetched.slot.timestamp_us, record.detections)
+    counts = analysis.lines.counts() if analysis.lines else {}
+    image = draw_analysis(from_i420(fetched.planes), record.detections, result, lines, counts)
+    fetched.planes = to_i420(image)
+    return result
 
 
 def _part_name(path: Path) -> Path:
@@ -606,5 +649,9 @@ def summary_paragraph(report: ReassemblyReport) -> str:
         )
     if report.unexpected_indices:
         parts.append(f"{len(report.unexpected_indices)} results beyond frames_published were included.")
+    if report.tracking is not None:
+        parts.append(f"Tracking: {plural(report.tracking['tracks'], 'track')} (ByteTrack, by timestamp).")
+    for name, line in (report.lines or {}).items():
+        parts.append(f"Line {name}: in {line['in']}, out {line['out']}.")
     parts.append(f"Detections: {report.detections}; report: {report.report}.")
     return " ".join(parts)

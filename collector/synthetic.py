@@ -5,11 +5,18 @@ Usage::
     image = counter_frame(42, width=768, height=576)      # BGR, index 42 encoded as blocks
     read_counter(decoded_image)                           # 42, even after H.264 at CRF 23
     seed_job(bucket, "synthetic", indices=range(100), fps=10.0, width=768, height=576)
+    walker = MovingBox("person", box=(20, 150, 50, 210), velocity=(40, 0))     # 40 px/s to the right
+    seed_job(bucket, "walkers", range(60), boxes=[walker])    # detections follow the boxes, drawn on the frames
+    write_frame(bucket, "live", 7, timestamp_us=700_000, boxes=[walker])       # one frame's results, as a worker
 
 The counter is :data:`COUNTER_BITS` black/white blocks across the top of the frame with their
 inverse in a second row; :func:`read_counter` compares the two rows, so a misread raises instead of
 returning a wrong index. The rest of the frame is a gradient with a moving disc and the index in
 digits, so that the encoder sees ordinary moving content.
+
+:class:`MovingBox` objects move at a constant velocity in *time* (pixels per second of timestamp), so a
+job sampled at another rate, or with holes, shows the same motion: tracking and line counts over them
+have exact expected answers (tests/collector/test_tracking.py).
 
 :func:`seed_job` writes a job the way the producer and the worker do (manifest via
 :class:`framecontract.manifest.Manifest`, annotated JPEG, and the records through
@@ -20,7 +27,8 @@ digits, so that the encoder sees ordinary moving content.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -89,9 +97,40 @@ def timestamp_of(index: int, fps: float) -> int:
     return round(index * 1_000_000 / fps)
 
 
-def detections_record(job_id: str, index: int, timestamp_us: int, width: int, height: int) -> DetectionsRecord:
-    """A detections record, through the type the worker writes, with one fake person per frame."""
+@dataclass(frozen=True)
+class MovingBox:
+    """A synthetic object: ``box`` (x1, y1, x2, y2) at ``appears_s``, moving ``velocity`` (px/s) until ``leaves_s``."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    velocity: tuple[float, float] = (0.0, 0.0)
+    appears_s: float = 0.0
+    leaves_s: float = float("inf")
+    score: float = 0.9
+
+    def at(self, timestamp_us: int) -> Detection | None:
+        """Where it is at ``timestamp_us`` (seconds from the stream start), ``None`` when not in view."""
+        t = timestamp_us / 1_000_000
+        if not self.appears_s <= t < self.leaves_s:
+            return None
+        dx, dy = ((t - self.appears_s) * v for v in self.velocity)
+        x1, y1, x2, y2 = self.box
+        return Detection(self.label, self.score, (x1 + dx, y1 + dy, x2 + dx, y2 + dy))
+
+
+def boxes_at(boxes: Sequence[MovingBox], timestamp_us: int) -> tuple[Detection, ...]:
+    """The detections of ``boxes`` in the frame at ``timestamp_us`` (those in view, in the given order)."""
+    found = (b.at(timestamp_us) for b in boxes)
+    return tuple(d for d in found if d is not None)
+
+
+def detections_record(job_id: str, index: int, timestamp_us: int, width: int, height: int,
+                      boxes: Sequence[MovingBox] | None = None, origin_us: int = 0) -> DetectionsRecord:
+    """A detections record, through the type the worker writes: ``boxes`` where they are at ``timestamp_us``
+    (counted from ``origin_us``), or without them one fake person per frame."""
     x = float(10 + index % 50)
+    detections = boxes_at(boxes, timestamp_us - origin_us) if boxes is not None else (
+        Detection("person", 0.9, (x, 20.0, x + 40.0, 120.0)),)
     return DetectionsRecord(
         job_id=job_id,
         frame_index=index,
@@ -99,11 +138,37 @@ def detections_record(job_id: str, index: int, timestamp_us: int, width: int, he
         width=width,
         height=height,
         image=result_name("frames", job_id, index, timestamp_us),
-        detections=(Detection("person", 0.9, (x, 20.0, x + 40.0, 120.0)),),
+        detections=detections,
         model="synthetic",
         latency_ms={"decode": 0.1, "queue": 0.0, "model": 0.1, "draw": 0.1, "encode": 0.1, "store_image": 0.1},
         message_id=str(1000 + index),
     )
+
+
+def annotated_frame(index: int, timestamp_us: int, width: int, height: int,
+                    boxes: Sequence[MovingBox] | None = None) -> bytes:
+    """The annotated JPEG a worker would store: the counter frame with ``boxes`` outlined in green."""
+    image = counter_frame(index, width, height)
+    for detection in boxes_at(boxes or (), timestamp_us):
+        x1, y1, x2, y2 = (round(v) for v in detection.box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
+    return synthetic_jpeg(image)
+
+
+def write_frame(bucket: Any, job_id: str, index: int, timestamp_us: int, width: int = 320, height: int = 240,
+                boxes: Sequence[MovingBox] | None = None, error: str | None = None, origin_us: int = 0) -> None:
+    """Write one frame's results as a worker does: the annotated JPEG, then its detections record (or only
+    an error record when ``error`` is given). ``boxes`` move in time counted from ``origin_us``."""
+    if error is not None:
+        name = result_name("errors", job_id, index, timestamp_us)
+        data = error_record(job_id, index, timestamp_us, error).to_json()
+        bucket.blob(name).upload_from_string(data, content_type="application/json")
+        return
+    image = annotated_frame(index, timestamp_us - origin_us, width, height, boxes)
+    bucket.blob(result_name("frames", job_id, index, timestamp_us)).upload_from_string(image, content_type="image/jpeg")
+    record = detections_record(job_id, index, timestamp_us, width, height, boxes, origin_us)
+    bucket.blob(result_name("detections", job_id, index, timestamp_us)).upload_from_string(
+        record.to_json(), content_type="application/json")
 
 
 def error_record(job_id: str, index: int, timestamp_us: int, reason: str) -> ErrorRecord:
@@ -160,13 +225,15 @@ def seed_job(
     shuffle_seed: int | None = 7,
     timestamp_offsets: Mapping[int, int] | None = None,
     origin_us: int = 0,
+    boxes: Sequence[MovingBox] | None = None,
 ) -> Manifest:
     """Write a synthetic job into ``bucket`` (a ``google.cloud.storage.Bucket``) like the worker would.
 
     ``indices`` get an annotated JPEG + detections JSON, ``errors`` (index → reason) an error record,
     ``images_only`` just the JPEG (in flight). ``published`` defaults to the highest index + 1.
     ``timestamp_offsets`` shifts chosen frames' timestamps (to test ordering by time); ``origin_us`` > 0
-    makes a live job whose timestamps are wall-clock µs starting there. Objects are
+    makes a live job whose timestamps are wall-clock µs starting there. ``boxes`` give every frame the
+    detections of those :class:`MovingBox` objects (drawn on its JPEG too). Objects are
     uploaded in shuffled order (``shuffle_seed=None`` keeps index order).
     """
     errors = dict(errors or {})
@@ -193,9 +260,10 @@ def seed_job(
     for kind, (index, ts) in uploads:
         name = result_name(kind, job_id, index, ts)  # type: ignore[arg-type]
         if kind == "frames":
-            data, content_type = synthetic_jpeg(counter_frame(index, width, height)), "image/jpeg"
+            data, content_type = annotated_frame(index, ts - origin_us, width, height, boxes), "image/jpeg"
         elif kind == "detections":
-            data, content_type = detections_record(job_id, index, ts, width, height).to_json(), "application/json"
+            record = detections_record(job_id, index, ts, width, height, boxes, origin_us)
+            data, content_type = record.to_json(), "application/json"
         else:
             data, content_type = error_record(job_id, index, ts, errors[index]).to_json(), "application/json"
         bucket.blob(name).upload_from_string(data, content_type=content_type)
