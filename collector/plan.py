@@ -32,6 +32,8 @@ from framecontract.manifest import Manifest
 
 RECENT_RATE_WINDOW_S = 30.0
 """How far back ``status`` looks for the current processing rate (used for the ETA)."""
+UNREADABLE_MANIFEST = "manifest unreadable"
+"""The state ``collector jobs`` shows for a job whose manifest exists but is not a valid manifest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +342,7 @@ class JobStatus:
     @property
     def producer(self) -> str:
         """``finished``, ``stale``, ``running`` or ``none`` (no manifest)."""
-        if self.state == "no manifest":
+        if self.state in ("no manifest", UNREADABLE_MANIFEST):
             return "none"
         if self.stale:
             return "stale"

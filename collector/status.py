@@ -9,6 +9,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -17,8 +18,8 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from collector.plan import JobStatus, parse_listing, summarise_status
-from collector.store import JobStore, checked_job_id
+from collector.plan import UNREADABLE_MANIFEST, JobStatus, parse_listing, summarise_status
+from collector.store import JobStore, UnreadableManifestError, checked_job_id
 
 WaitOutcome = Literal["done", "timed out", "stale"]
 
@@ -77,11 +78,18 @@ def wait_for_job(
 
 
 def list_jobs(store: JobStore, now: dt.datetime | None = None, stale_after_s: float | None = None) -> list[JobStatus]:
-    """Every job in the bucket with its status, from one listing of ``jobs/`` plus one manifest each."""
+    """Every job in the bucket with its status, from one listing of ``jobs/`` plus one manifest each.
+
+    A job whose manifest is unreadable is listed with the state ``manifest unreadable``; the others go on.
+    """
     now = now or dt.datetime.now(dt.UTC)
     rows = []
     for job_id, objects in sorted(store.list_all_jobs().items()):
         listing = parse_listing(job_id, objects)
-        manifest = store.read_manifest(job_id) if listing.has_manifest else None
+        try:
+            manifest = store.read_manifest(job_id) if listing.has_manifest else None
+        except UnreadableManifestError:
+            rows.append(dataclasses.replace(summarise_status(None, listing, now), state=UNREADABLE_MANIFEST))
+            continue
         rows.append(summarise_status(manifest, listing, now, stale_after_s=stale_after_s))
     return rows

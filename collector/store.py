@@ -33,7 +33,7 @@ from framecontract.layout import (
     parse_gs_uri,
     time_window_listings,
 )
-from framecontract.manifest import InvalidManifestError, Manifest
+from framecontract.manifest import MAX_MANIFEST_BYTES, InvalidManifestError, Manifest
 from framecontract.settings import Settings
 
 _LIST_FIELDS = "items(name,size,updated),nextPageToken"
@@ -46,6 +46,10 @@ EMULATOR_DOWNLOAD_WORKERS = 4
 """Parallel downloads from the storage emulator: a single-threaded HTTP server that answers one request at
 a time, so more threads only queue there (measured 2026-12-01, 300 JPEGs of 320x240, 3 rounds: 4, 8 and 16
 threads all ≈ 1,950-2,060 GETs/s). Its listen backlog is 128 (deploy/storage_emulator.py, patch (c))."""
+
+
+class UnreadableManifestError(CollectorError):
+    """A job's manifest exists but is not a valid manifest (the message says why)."""
 
 
 def checked_job_id(job_id: str) -> str:
@@ -116,20 +120,26 @@ class JobStore:
             raise CollectorError(f"bucket {name!r} does not exist")
 
     def read_manifest(self, job_id: str) -> Manifest | None:
-        """The job's manifest, ``None`` if there is none; CollectorError if it is unreadable."""
+        """The job's manifest, ``None`` if there is none.
+
+        :class:`UnreadableManifestError` (``manifest unreadable: <reason> (gs://...)``) if it is not a valid
+        manifest; at most :data:`~framecontract.manifest.MAX_MANIFEST_BYTES` + 1 bytes are downloaded.
+        """
         from google.api_core import exceptions as gexc
 
         name = manifest_name(checked_job_id(job_id))
         try:
-            data = self.bucket.blob(name).download_as_bytes()
+            data = self.bucket.blob(name).download_as_bytes(start=0, end=MAX_MANIFEST_BYTES)  # end is inclusive
         except gexc.NotFound:
             return None
+        except gexc.RequestRangeNotSatisfiable:  # Cloud Storage's answer to a range of an empty object
+            data = b""
         except Exception as exc:
             raise _google_call_error(exc, f"cannot read {gs_uri(self.bucket_name, name)}") from None
         try:
             return Manifest.from_json(data)
         except InvalidManifestError as exc:
-            raise CollectorError(f"{gs_uri(self.bucket_name, name)}: {exc}") from None
+            raise UnreadableManifestError(f"manifest unreadable: {exc} ({gs_uri(self.bucket_name, name)})") from None
 
     def require_manifest(self, job_id: str) -> Manifest:
         """The job's manifest, or ``CollectorError: job 'x' not found: no manifest at gs://...``."""

@@ -24,16 +24,19 @@ import dataclasses
 import datetime as dt
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from framecontract import SCHEMA_VERSION
-from framecontract.jobid import validate_job_id
+from framecontract.jobid import InvalidJobIdError, validate_job_id
+from framecontract.layout import FRAME_INDEX_DIGITS, TIMESTAMP_DIGITS
 
 ManifestState = Literal["running", "complete", "stopped", "failed"]
 STATES: tuple[str, ...] = ("running", "complete", "stopped", "failed")
 FINAL_STATES = frozenset({"complete", "stopped", "failed"})
 Clock = Literal["stream", "wallclock"]
+CLOCKS: tuple[str, ...] = ("stream", "wallclock")
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 """How often a running producer rewrites its manifest (``--heartbeat``)."""
@@ -43,8 +46,21 @@ STALE_AFTER_MIN_S = 30.0
 """... and for at least this long: a storage hiccup or clocks a few seconds apart do not make it stale."""
 
 
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""Largest manifest a reader accepts (one with the 1,000 gaps a live job keeps is about 200 KB)."""
+MAX_FRAMES = 10**FRAME_INDEX_DIGITS
+"""``frames_published`` and ``frames_confirmed`` are at most this: frame indices have 9 digits."""
+MAX_COUNT = 10**15
+"""Other counters (dropped frames, gaps, skipped images)."""
+MAX_FPS = 1_000_000
+MAX_TEXT = 4096
+"""Longest string field (a source URL, an error message)."""
+MAX_ENTRIES = 10_000
+"""Most ``gaps`` or ``resumes`` entries."""
+
+
 class InvalidManifestError(ValueError):
-    """A manifest that cannot be parsed."""
+    """A manifest that cannot be read: the message says which field and what is wrong with it."""
 
 
 def utc_now_iso() -> str:
@@ -182,6 +198,11 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """A manifest from decoded JSON; :class:`InvalidManifestError` naming the first field that is wrong.
+
+        Fields this reader does not know are ignored (a newer producer may add some).
+        """
+        check_manifest_fields(data)
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             kwargs = {k: v for k, v in data.items() if k in known}
@@ -193,10 +214,115 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
+        """Parse a manifest's bytes (UTF-8 JSON, at most :data:`MAX_MANIFEST_BYTES`); :class:`InvalidManifestError`."""
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise InvalidManifestError(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes")
         try:
-            data = json.loads(text)
+            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+        except UnicodeDecodeError:
+            raise InvalidManifestError("manifest is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
-            raise InvalidManifestError(f"manifest is not JSON: {exc}") from None
+            raise InvalidManifestError(f"manifest is not JSON: {exc.msg} at line {exc.lineno} "
+                                       f"column {exc.colno}") from None
+        except RecursionError:
+            raise InvalidManifestError("manifest is JSON nested too deeply to be one") from None
         if not isinstance(data, dict):
             raise InvalidManifestError("manifest is not a JSON object")
         return cls.from_dict(data)
+
+
+# ---------------------------------------------------------------- what each field may hold
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _integer(low: int, high: int, nullable: bool = False) -> tuple[str, Callable[[Any], bool]]:
+    return (f"an integer in {low}..{high}{' or null' if nullable else ''}",
+            lambda v: (nullable and v is None) or _is_int(v, low, high))
+
+
+def _number(low: float, high: float) -> tuple[str, Callable[[Any], bool]]:
+    def ok(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                             and low <= v <= high)
+    return f"a number in {low}..{high} or null", ok
+
+
+def _text(nullable: bool = False) -> tuple[str, Callable[[Any], bool]]:
+    return f"a string{' or null' if nullable else ''}", lambda v: (nullable and v is None) or isinstance(v, str)
+
+
+def _one_of(values: tuple[str, ...]) -> tuple[str, Callable[[Any], bool]]:
+    return f"one of {', '.join(values)}", lambda v: isinstance(v, str) and v in values
+
+
+def _entries() -> tuple[str, Callable[[Any], bool]]:
+    return (f"a list of at most {MAX_ENTRIES} objects",
+            lambda v: isinstance(v, list) and len(v) <= MAX_ENTRIES and all(isinstance(e, dict) for e in v))
+
+
+MAX_TIMESTAMP_US = 10**TIMESTAMP_DIGITS - 1
+_FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "job_id": _text(),
+    "source": _text(),
+    "source_kind": _text(),
+    "clock": _one_of(CLOCKS),
+    "source_fps": _number(0, MAX_FPS),
+    "sample_fps": _number(0, MAX_FPS),
+    "width": _integer(0, 65_535),
+    "height": _integer(0, 65_535),
+    "state": _one_of(STATES),
+    "started_at": _text(),
+    "ended_at": _text(nullable=True),
+    "frames_published": _integer(0, MAX_FRAMES),
+    "frames_dropped": _integer(0, MAX_COUNT),
+    "first_timestamp_us": _integer(0, MAX_TIMESTAMP_US, nullable=True),
+    "last_timestamp_us": _integer(0, MAX_TIMESTAMP_US, nullable=True),
+    "last_frame_index": _integer(0, MAX_FRAMES - 1, nullable=True),
+    "error": _text(nullable=True),
+    "gaps": _entries(),
+    "gaps_total": _integer(0, MAX_COUNT),
+    "images_skipped": _integer(0, MAX_COUNT),
+    "schema": _text(),
+    "options": ("an object", lambda v: isinstance(v, dict)),
+    "heartbeat_at": _text(nullable=True),
+    "heartbeat_interval_s": _number(0.001, 86_400),
+    "frames_confirmed": _integer(0, MAX_FRAMES),
+    "confirmed_timestamp_us": _integer(0, MAX_TIMESTAMP_US, nullable=True),
+    "source_fingerprint": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "resumes": _entries(),
+}
+REQUIRED_FIELDS = ("job_id", "source", "source_kind", "clock", "source_fps", "sample_fps", "width", "height")
+
+
+def check_manifest_fields(data: dict[str, Any]) -> None:
+    """:class:`InvalidManifestError` ``field 'x' must be ..., got ...`` for the first field that is wrong.
+
+    >>> check_manifest_fields({"job_id": "demo", "frames_published": "12"})
+    Traceback (most recent call last):
+    ...
+    framecontract.manifest.InvalidManifestError: field 'source' is missing
+    """
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            raise InvalidManifestError(f"field {name!r} is missing")
+    for name, (what, ok) in _FIELD_RULES.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if not ok(value):
+            raise InvalidManifestError(f"field {name!r} must be {what}, got {_show(value)}")
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise InvalidManifestError(f"field {name!r} must be a string of at most {MAX_TEXT} characters, "
+                                       f"got {_show(value)}")
+    try:
+        validate_job_id(data["job_id"])
+    except InvalidJobIdError as exc:
+        raise InvalidManifestError(f"field 'job_id': {exc}") from None
