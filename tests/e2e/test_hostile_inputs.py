@@ -44,7 +44,7 @@ pytestmark = pytest.mark.e2e
 REFUSAL_BOUND_S = 5.0
 """Each hostile input is answered within this (see the module docstring: a behaviour check)."""
 WORKER_PEAK_RSS_BOUND = 1024 * 1024 * 1024
-"""Peak RSS of each gunicorn worker process after the suite (measured: 247-254 MiB, the
+"""Peak RSS of each gunicorn worker process after the suite (measured: 234-281 MiB in three runs, the
 model and the runtimes; decoding the 30000x30000 PNG alone peaks at 5.2 GB)."""
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """``WORKER_MAX_IMAGE_BYTES``'s default, the front door's body limit."""
