@@ -128,6 +128,10 @@ class Manifest:
     """Files and image folders: what identifies the source (size and a hash), checked by ``--resume``."""
     resumes: tuple[dict[str, Any], ...] = ()
     """One entry per ``--resume``: ``{at, from_frame_index, previous_state, previous_heartbeat_at}``."""
+    chunks: tuple[dict[str, Any], ...] = ()
+    """A job published in chunks (``--parallel``, a Cloud Run job): one entry per chunk, ``{chunk, first_position,
+    first_frame_index, frames, state, confirmed, confirmed_timestamp_us, published, ...}``, where ``confirmed`` is
+    the chunk's own run of confirmed frames (``producer.chunkprogress``). Empty for a sequential job."""
 
     def __post_init__(self) -> None:
         validate_job_id(self.job_id)
@@ -191,6 +195,7 @@ class Manifest:
         data = dataclasses.asdict(self)
         data["gaps"] = list(self.gaps)
         data["resumes"] = list(self.resumes)
+        data["chunks"] = list(self.chunks)
         return data
 
     def to_json(self) -> str:
@@ -208,6 +213,7 @@ class Manifest:
             kwargs = {k: v for k, v in data.items() if k in known}
             kwargs["gaps"] = tuple(kwargs.get("gaps", ()))
             kwargs["resumes"] = tuple(kwargs.get("resumes", ()))
+            kwargs["chunks"] = tuple(kwargs.get("chunks", ()))
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise InvalidManifestError(f"invalid manifest: {exc}") from None
@@ -298,6 +304,7 @@ _FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "confirmed_timestamp_us": _integer(0, MAX_TIMESTAMP_US, nullable=True),
     "source_fingerprint": ("an object or null", lambda v: v is None or isinstance(v, dict)),
     "resumes": _entries(),
+    "chunks": _entries(),
 }
 REQUIRED_FIELDS = ("job_id", "source", "source_kind", "clock", "source_fps", "sample_fps", "width", "height")
 
