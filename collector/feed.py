@@ -1,20 +1,26 @@
-"""New results of a running job, listed by what is new only: one cursor per ``<kind>/<shard>/`` folder.
+"""New results of a running job, listed by time: each ``<kind>/<shard>/`` folder from a moving lower bound.
 
 Usage::
 
     feed = ResultFeed(store, "demo")          # detections/ and errors/ of jobs/demo/, 16 shards each
-    for result in feed.poll():                # NewResult(kind, frame_index, timestamp_us, name, size)
+    for result in feed.poll(since_us=t):      # NewResult(kind, frame_index, timestamp_us, name, size), new ones
         ...
     feed.requests, feed.objects_listed        # what the polls cost so far
 
-Names sort by time inside each ``<kind>/<shard>/`` folder (framecontract.layout), so each poll asks
-every folder only for the names after the last one it returned (``startOffset``), at most
-``page_size`` of them: a poll is 32 list requests whatever the job's length, and transfers only new
-names. Results become visible in timestamp order within a folder but not across folders, so when a
-folder's page is full (more may follow) the poll keeps, from every folder, only names up to that
-page's last name (:func:`take_up_to_frontier`); the rest is listed again next time. A job followed
-long after it started therefore comes in as a run of full polls, in time order, with memory bounded
-by ``32 × page_size`` names per poll.
+Names sort by time inside each ``<kind>/<shard>/`` folder (framecontract.layout), so a poll asks every
+folder only for the names from ``since_us`` on (``startOffset``), at most ``page_size`` of them: 32 list
+requests whatever the job's length. ``follow`` passes the timestamp of the last frame it wrote, less
+max-delay: workers finish frames out of order, so a folder's newest name is no cursor (a frame finished
+later may sort before it); listing from behind the watermark finds those, and a result of a frame
+already given up (late). Names already handed on are remembered while they are at or after
+``since_us`` (then forgotten), so each result is handed on once; a poll transfers the names of the
+reorder window plus what is new, not the job.
+
+Results become visible in time order within a folder but not across folders, so when a folder's page
+is full (more may follow) the poll keeps, from every folder, only names up to that page's last name
+(:func:`take_up_to_frontier`); the rest is listed again next time. A job followed long after it
+started therefore comes in as a run of full polls, in time order, with memory bounded by
+``32 × page_size`` names per poll.
 
 Only detections and error records are listed (a frame is processed when its detections exist; the
 annotated JPEG's name follows from the frame's). Measured against listing the whole job each poll:
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 
 from collector.errors import CollectorError
 from collector.store import JobStore, checked_job_id
-from framecontract.layout import SHARDS, ResultName, job_prefix, parse_result_name
+from framecontract.layout import SHARDS, ResultName, frame_stem, job_prefix, parse_result_name
 
 FEED_KINDS = ("detections", "errors")
 PAGE_SIZE = 1000
@@ -56,8 +62,8 @@ class FolderPage:
     full: bool
 
 
-def take_up_to_frontier(pages: Mapping[str, FolderPage]) -> tuple[list[NewResult], dict[str, str]]:
-    """The results a poll may hand on, and each folder's new cursor (its last name handed on). Pure.
+def take_up_to_frontier(pages: Mapping[str, FolderPage]) -> list[NewResult]:
+    """The results a poll may hand on, in time order. Pure.
 
     When some folder's page is full, names after the earliest last-name of the full pages (by
     ``(timestamp_us, frame_index)``) are held back — listed again next poll — so results are handed on in
@@ -66,26 +72,22 @@ def take_up_to_frontier(pages: Mapping[str, FolderPage]) -> tuple[list[NewResult
     """
     ends = [(p.results[-1].timestamp_us, p.results[-1].frame_index) for p in pages.values() if p.full and p.results]
     frontier = min(ends) if ends else None
-    taken: list[NewResult] = []
-    cursors: dict[str, str] = {}
-    for folder, page in pages.items():
-        kept = [r for r in page.results if frontier is None or (r.timestamp_us, r.frame_index) <= frontier]
-        taken.extend(kept)
-        if kept:
-            cursors[folder] = kept[-1].name
+    taken = [r for page in pages.values() for r in page.results
+             if frontier is None or (r.timestamp_us, r.frame_index) <= frontier]
     taken.sort(key=lambda r: (r.timestamp_us, r.frame_index, r.kind))
-    return taken, cursors
+    return taken
 
 
 @dataclass
 class ResultFeed:
-    """Polls a job's result folders for names after the last ones seen."""
+    """Polls a job's result folders for names from a lower bound on, handing each name on once."""
 
     store: JobStore
     job_id: str
     page_size: int = PAGE_SIZE
     kinds: Sequence[str] = FEED_KINDS
-    cursors: dict[str, str] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    """Names handed on, with their timestamps (forgotten once below ``since_us``)."""
     requests: int = 0
     objects_listed: int = 0
 
@@ -95,36 +97,35 @@ class ResultFeed:
         self._pool = ThreadPoolExecutor(max_workers=max(self.store.download_workers, 1),
                                         thread_name_prefix="collector-feed")
 
-    def poll(self) -> list[NewResult]:
-        """One round over every folder; the new results, in time order (see :func:`take_up_to_frontier`)."""
-        pages = dict(zip(self.folders, self._pool.map(self._list_folder, self.folders), strict=True))
+    def poll(self, since_us: int | None = None) -> list[NewResult]:
+        """One round over every folder from ``since_us`` on: the results not handed on before, in time order."""
+        if since_us is not None:
+            self.seen = {name: ts for name, ts in self.seen.items() if ts >= since_us}
+        start = None if since_us is None else frame_stem(max(since_us, 0), 0)
+        pages = dict(zip(self.folders, self._pool.map(lambda f: self._list_folder(f, start), self.folders),
+                         strict=True))
         self.requests += len(self.folders)
         self.objects_listed += sum(len(p.results) for p in pages.values())
-        taken, cursors = take_up_to_frontier(pages)
-        self.cursors.update(cursors)
+        taken = [r for r in take_up_to_frontier(pages) if r.name not in self.seen]
+        self.seen.update((r.name, r.timestamp_us) for r in taken)
         return taken
 
-    def _list_folder(self, folder: str) -> FolderPage:
-        cursor = self.cursors.get(folder)
+    def _list_folder(self, folder: str, start: str | None) -> FolderPage:
         try:
             blobs = self.store.client.list_blobs(
-                self.store.bucket_name, prefix=folder, start_offset=cursor, max_results=self.page_size + 1,
-                fields=_FIELDS,
+                self.store.bucket_name, prefix=folder, start_offset=None if start is None else folder + start,
+                max_results=self.page_size, fields=_FIELDS,
             )
             listed = [(b.name, int(b.size or 0)) for b in blobs]
         except Exception as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CollectorError(f"cannot list gs://{self.store.bucket_name}/{folder}: {message}") from None
-        if listed and listed[0][0] == cursor:  # startOffset is inclusive
-            listed = listed[1:]
-        full = len(listed) >= self.page_size  # (exactly a page: maybe more; the next poll says)
-        listed = listed[: self.page_size]
         results = []
         for name, size in listed:
             parsed = parse_result_name(name)
             if parsed is not None and parsed.job_id == self.job_id:
                 results.append(_new(parsed, size))
-        return FolderPage(tuple(results), full)
+        return FolderPage(tuple(results), len(listed) >= self.page_size)  # a full page: maybe more
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -8,8 +8,10 @@ Usage::
 
 The imperative shell around :class:`collector.watermark.Watermark`. Every ``poll_s`` seconds: read the
 manifest (what exists: ``frames_published`` once final, ``frames_confirmed`` while running), list what
-is new (:class:`collector.feed.ResultFeed`: one ``startOffset`` listing per result folder), offer each
-new result to the watermark, and act on what it lets out, in order:
+is new (:class:`collector.feed.ResultFeed`: one ``startOffset`` listing per result folder, from max-delay
+behind the last frame written, so a frame finished after a later one in its folder is still found, and a
+frame given up is seen if it comes within max-delay), offer each new result to the watermark, and act
+on what it lets out, in order:
 
 - a processed frame: its detections record is read (through :class:`framecontract.records.DetectionsRecord`),
   tracked and counted (``--track``, ``--line``: :class:`collector.tracking.Analysis`), written as one
@@ -299,7 +301,9 @@ def follow(
             expected = manifest.frames_published if manifest.is_final else None
             report.frames_expected = expected
             state.mark.know(expected if expected is not None else manifest.frames_confirmed, now)
-            for result in feed.poll():
+            last = state.mark.last_timestamp_us
+            since = None if last is None else last - round(options.max_delay_s * 1_000_000)
+            for result in feed.poll(since):
                 state.handle(state.mark.offer(result.frame_index, result.timestamp_us, result, now))
             state.handle(state.mark.advance(now))
             report.polls += 1

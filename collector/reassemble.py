@@ -570,7 +570,7 @@ def _write(
                         report.unreadable.append({"frame_index": slot.frame_index, "reason": fetched.problem})
                     video_frame = sink.hole(slot.frame_index, status)
                 line = detections_line(fetched, status, video_frame, result)
-                if analysis.lines is not None:
+                if analysis.lines is not None and status == "ok":
                     line["crossings"] = [c.to_dict() for c in result.crossings] if result else []
                 writer.write(line)
                 progress.update(1)
