@@ -71,7 +71,8 @@ class FrameTracker:
         )
         self._origin_us: int | None = None
         self._classes: dict[str, int] = {}
-        self.track_ids: set[int] = set()
+        self.tracks = 0
+        """Tracks confirmed so far (ids are allocated 0, 1, 2, …): a number, not a set, so memory stays flat."""
 
     def update(self, timestamp_us: int, detections: Sequence[Detection]) -> list[int | None]:
         """Track one frame; the track id of each detection, in the given order (``None``: not confirmed)."""
@@ -91,7 +92,7 @@ class FrameTracker:
             for position, track_id in zip(tracked.data["position"], tracked.tracker_id, strict=True):
                 if track_id >= 0:
                     ids[int(position)] = int(track_id)
-                    self.track_ids.add(int(track_id))
+                    self.tracks = max(self.tracks, int(track_id) + 1)
         return ids
 
 
@@ -136,7 +137,7 @@ class Analysis:
             "time": "timestamps",
             "frame_rate": self.tracker.frame_rate,
             "lost_track_s": self.tracker.settings.lost_track_s,
-            "tracks": len(self.tracker.track_ids),
+            "tracks": self.tracker.tracks,
         }}
         if self.lines is not None:
             out["lines"] = self.lines.summary()
