@@ -96,7 +96,7 @@ def loaded_modules(script: str, *args: str) -> set[str]:
 @pytest.mark.parametrize(("program", "entry", "argvs"), [
     ("producer", "producer.__main__", [["--help"]]),  # what `python -m producer` runs
     ("collector", "collector.cli", [["--help"], ["status", "--help"], ["wait", "--help"],
-                                    ["reassemble", "--help"], ["jobs", "--help"]]),
+                                    ["reassemble", "--help"], ["jobs", "--help"], ["follow", "--help"]]),
 ])
 def test_cli_loads_no_model_runtime_web_server_or_other_program(program: str, entry: str,
                                                                  argvs: list[list[str]]) -> None:
