@@ -9,6 +9,8 @@ Usage::
     python -m producer http://cam/video.mjpg --latest-frame   # MJPEG over HTTP; 0 = webcam 0
     JOB=$(python -m producer video.mp4 | tail -n 1)      # the last stdout line is the job id
     python -m producer video.mp4 --resume "$JOB"         # its producer died or was stopped: continue it
+    python -m producer long.mp4 --parallel 8             # 8 processes, chunk by chunk (default: one per core)
+    python -m producer gs://bucket/long.mp4              # an object in Cloud Storage, read by byte range
 
 stdout: the job id alone (last line). stderr: progress bar, warnings, a one-line summary, or one
 line ``error: <what is wrong> — <what to do>``. Exit status: 0 complete; 2 bad usage or input;
@@ -35,6 +37,7 @@ from typing import NoReturn
 from framecontract.clients import NoCredentialsError
 from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S, STALE_AFTER_HEARTBEATS, STALE_AFTER_MIN_S
 from framecontract.settings import SettingsError, load_settings
+from producer.chunkedjob import default_processes
 from producer.errors import ProducerError, UsageError
 from producer.job import resume_job, run_job
 from producer.options import (
@@ -103,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heartbeat", type=float, metavar="S",
                         help="rewrite the running manifest with the progress Pub/Sub confirmed every S seconds "
                              f"(default {DEFAULT_HEARTBEAT_INTERVAL_S:g}; with --resume, the job's)")
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="publish a video file in keyframe-aligned chunks by N processes, exactly as one process "
+                             "would (default: one per core, here "
+                             f"{default_processes()}; 1: one process; live sources and folders use one)")
     parser.add_argument("--resume", metavar="JOB",
                         help="continue job JOB (a video file or folder of images whose producer died, stopped or "
                              "failed) from the first frame not confirmed, with the job's own options; SOURCE must be "
@@ -164,6 +171,7 @@ def given_options(args: argparse.Namespace) -> dict[str, object]:
     given = {name: getattr(args, name) for name in JOB_SHAPING}
     given["heartbeat_interval"] = args.heartbeat
     given["frame_timeout"] = args.frame_timeout
+    given["parallel"] = args.parallel
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -201,12 +209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = expanded if expanded is not None and args.source == url else args.source
         if args.resume is not None:
             settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
+            if args.parallel is not None:
+                ProducerOptions(parallel=args.parallel).validated()  # --parallel 0 is refused here too
             report = resume_job(source, args.resume, settings, heartbeat_interval=args.heartbeat,
-                                stale_after_s=args.stale_after, handle_signals=True, show_progress=not args.no_progress)
+                                stale_after_s=args.stale_after, handle_signals=True, show_progress=not args.no_progress,
+                                parallel=args.parallel)
         else:
             options = ProducerOptions(**given_options(args)).validated()
             settings = load_settings({"project": args.project, "topic": args.topic, "bucket": args.bucket})
-            report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress)
+            report = run_job(source, options, settings, handle_signals=True, show_progress=not args.no_progress,
+                             default_parallel=default_processes())
     except ProducerError as exc:
         return fail(f"error: {exc}", exc.exit_code)
     except SettingsError as exc:

@@ -140,6 +140,12 @@ class JobReport:
     """Span of source time covered by the decoded frames (0 for live sources)."""
     resumed_from: int | None = None
     """A resumed job: the frame it continued at (``frames_published`` counts this run's frames only)."""
+    chunks: int = 0
+    """A job published in chunks (``--parallel``): how many; 0 for a sequential job."""
+    processes: int = 0
+    """... and by how many processes."""
+    chunks_resumed: int | None = None
+    """A resumed chunked job: how many of its chunks this run published (the others were complete)."""
 
     @property
     def frames_per_second(self) -> float:
@@ -154,13 +160,20 @@ class JobReport:
         dropped = f", {self.frames_dropped} dropped" if self.frames_dropped else ""
         gaps = len(self.manifest.gaps)
         gap_note = f"; {gaps} reconnect{'s' if gaps != 1 else ''}" if gaps else ""
-        if self.resumed_from is not None:
+        if self.chunks_resumed is not None:
+            what = (f"resumed {self.chunks_resumed} of {self.chunks} chunks and published {self.frames_published} "
+                    f"frames, {self.manifest.frames_published} in all ({self.frames_decoded} decoded)")
+        elif self.resumed_from is not None:
             what = (f"resumed at frame {self.resumed_from} and published {self.frames_published} frames, "
                     f"{self.manifest.frames_published} in all ({self.frames_decoded} decoded{dropped})")
         else:
             what = f"published {self.frames_published} frames (of {self.frames_decoded} decoded{dropped})"
+        chunk_note = ""
+        if self.chunks:
+            chunk_note = (f"; {self.chunks} chunk{'s' if self.chunks != 1 else ''} on {self.processes} "
+                          f"process{'es' if self.processes != 1 else ''}")
         return (f"job {self.job_id} {how}: {what} in {self.seconds:.2f} s — "
-                f"{self.frames_per_second:.1f} frames/s{realtime}{gap_note}")
+                f"{self.frames_per_second:.1f} frames/s{realtime}{gap_note}{chunk_note}")
 
 
 def run_job(
@@ -174,6 +187,7 @@ def run_job(
     show_progress: bool = False,
     inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES,
     flush_timeout_s: float = FLUSH_TIMEOUT_S,
+    default_parallel: int = 1,
 ) -> JobReport:
     """Publish one source (a path or URL — see :func:`~producer.opening.open_source` — or an opened
     :class:`FrameSource`, which is closed at the end) as a job; :class:`ProducerError` on bad input
@@ -182,10 +196,19 @@ def run_job(
     ``options`` are checked already (``ProducerOptions(...).validated()``) and used as they are.
     ``handle_signals`` turns SIGINT/SIGTERM into a clean stop (main thread only); ``stop`` can
     also be requested by the caller. ``inline_limit_bytes`` is the claim-check threshold.
+    A video file (or a ``gs://`` object) is published in chunks by ``options.parallel`` processes
+    (``default_parallel`` when not given; the command line's is one per core): :mod:`producer.chunkedjob`.
     """
     if not isinstance(options, JobOptions):
         raise TypeError(f"run_job takes checked options (ProducerOptions.validated()), not {type(options).__name__}")
     if not isinstance(source, FrameSource):
+        from producer.chunkedjob import chunked_processes, run_chunked_job
+
+        processes = chunked_processes(os.fspath(source), options, default_parallel)
+        if processes:
+            return run_chunked_job(os.fspath(source), options, settings, processes, clients=clients, stop=stop,
+                                   handle_signals=handle_signals, show_progress=show_progress,
+                                   inline_limit_bytes=inline_limit_bytes)
         source = open_source(os.fspath(source), options)
     with closing(source):
         policy = options.policy_for(is_live(source.info))
@@ -214,6 +237,7 @@ def resume_job(
     inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES,
     flush_timeout_s: float = FLUSH_TIMEOUT_S,
     now: dt.datetime | None = None,
+    parallel: int | None = None,
 ) -> JobReport:
     """Continue job ``job_id`` from ``source`` (the same file or folder) where Pub/Sub's confirmations end.
 
@@ -222,6 +246,8 @@ def resume_job(
     a ``running`` job whose producer is not stale (``stale_after_s`` overrides the job's threshold).
     The job keeps its own options (sampling, size, quality, bounds); ``heartbeat_interval`` (default: the
     job's) is this run's. See :mod:`producer.resume` for how the frames already published are left out.
+    A job published in chunks resumes chunk by chunk, by ``parallel`` processes (default: one per core):
+    :func:`producer.chunkedjob.resume_chunked_job`.
     """
     job_id = check_job_id(job_id)
     if not isinstance(source, FrameSource):
@@ -236,6 +262,17 @@ def resume_job(
     check_resumable(manifest, settings.topic_path, now or dt.datetime.now(dt.UTC), stale_after_s)
     options = resume_options(manifest, heartbeat_interval or manifest.heartbeat_interval_s
                              or DEFAULT_HEARTBEAT_INTERVAL_S)
+    if manifest.chunks:
+        from producer.chunkedjob import resume_chunked_job
+
+        if isinstance(source, FrameSource):
+            raise TypeError("a job published in chunks resumes from its file's path, not from an opened source")
+        return resume_chunked_job(os.fspath(source), manifest, options, settings, store, clients,
+                                  parallel or os.cpu_count() or 1, stop=stop, handle_signals=handle_signals,
+                                  show_progress=show_progress, inline_limit_bytes=inline_limit_bytes)
+    if parallel is not None and parallel > 1:
+        raise CannotResumeError(f"job {job_id!r} was published by one process, and resumes the same way",
+                                "omit --parallel")
     if not isinstance(source, FrameSource):
         source = open_source(os.fspath(source), options)
     with closing(source):
@@ -267,7 +304,12 @@ def job_name_of(info: SourceInfo) -> str:
 
 def start_manifest(job_id: str, source: FrameSource, options: JobOptions, settings: Settings) -> Manifest:
     """The ``running`` manifest of a new job (``width``/``height``: the size frames are published at)."""
-    info = source.info
+    return manifest_for(job_id, source.info, options, settings, getattr(source, "reader", None))
+
+
+def manifest_for(job_id: str, info: SourceInfo, options: JobOptions, settings: Settings, reader: str | None = None,
+                 **more_options: Any) -> Manifest:
+    """The ``running`` manifest of a new job from what is known about its source (``more_options``: recorded too)."""
     live = is_live(info)
     width, height = output_size(info.width, info.height, options.max_side, options.resize)
     extra: dict[str, Any] = {}
@@ -275,7 +317,7 @@ def start_manifest(job_id: str, source: FrameSource, options: JobOptions, settin
         extra["image_fps"] = info.fps
     if live:
         extra["reconnect_timeout_s"] = options.reconnect_timeout
-        extra["reader"] = getattr(source, "reader", None)
+        extra["reader"] = reader
     return Manifest(
         job_id=job_id, source=info.name, source_kind=info.kind, clock=info.clock,
         source_fps=info.fps, sample_fps=options.fps, width=width, height=height,
@@ -294,6 +336,7 @@ def start_manifest(job_id: str, source: FrameSource, options: JobOptions, settin
             "source_width": info.width,
             "source_height": info.height,
             **extra,
+            **more_options,
         },
     )
 

@@ -25,12 +25,14 @@ from producer.options import JobOptions
 from producer.redact import AmbiguousUrlError, is_url, parse_source_url, redact_url
 from producer.sources import FrameSource, open_video_file
 
-SUPPORTED = "a video file, a folder of images, rtsp:// or http(s):// URL, or a webcam index such as 0"
+SUPPORTED = ("a video file, a gs:// video object, a folder of images, rtsp:// or http(s):// URL, or a webcam index "
+             "such as 0")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What a SOURCE argument names: ``kind`` is ``path`` (file or folder), ``http``, ``stream`` or ``webcam``."""
+    """What a SOURCE argument names: ``kind`` is ``path`` (file or folder), ``gcs`` (a ``gs://`` object), ``http``,
+    ``stream`` or ``webcam``."""
 
     kind: str
     target: str
@@ -47,6 +49,8 @@ def classify_source(source: str) -> SourceSpec:
     scheme = source.split("://", 1)[0].lower()
     if scheme == "file":
         return SourceSpec("path", unquote(urlsplit(source).path))
+    if scheme == "gs":
+        return SourceSpec("gcs", source)
     if scheme in ("http", "https"):
         kind = "http"
     elif scheme in STREAM_SCHEMES:
@@ -71,6 +75,9 @@ def open_source(source: str, options: JobOptions) -> FrameSource:
         return open_live_source(int(spec.target), options.reconnect_timeout, frame_timeout=options.frame_timeout)
     if spec.kind in ("http", "stream"):
         return open_live_source(spec.target, options.reconnect_timeout, frame_timeout=options.frame_timeout)
+    if spec.kind == "gcs":
+        raise InputError(f"{source!r} is an object in Cloud Storage, which is published in chunks only",
+                         "publish it with python -m producer (not through a FrameSource)")
     path = Path(spec.target)
     if path.is_dir():
         from producer.images import open_image_folder

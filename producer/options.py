@@ -71,6 +71,9 @@ class ProducerOptions:
     """Reconnect a live source that delivers no whole frame for this long (stalled, or trickling bytes)."""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
     """Rewrite the running manifest with the confirmed progress every this many seconds."""
+    parallel: int | None = None
+    """Processes that decode a video file in chunks (``--parallel``); ``None``: the caller's default (the
+    command line's: one per core; :func:`~producer.job.run_job`'s: one)."""
 
     def validated(self) -> JobOptions:
         """The options checked and typed, else :class:`UsageError` naming the first unusable one."""
@@ -108,6 +111,12 @@ class ProducerOptions:
             raise UsageError(f"--heartbeat must be at least {MIN_HEARTBEAT_INTERVAL_S:g} second, got "
                              f"{self.heartbeat_interval:g}",
                              f"omit it for the default ({DEFAULT_HEARTBEAT_INTERVAL_S:g})")
+        if self.parallel is not None and self.parallel < 1:
+            raise UsageError(f"--parallel must be at least 1, got {self.parallel}",
+                             "omit it for one process per core, or give 1 to publish with one process")
+        if self.parallel is not None and self.parallel > 1 and self.policy == "latest-frame":
+            raise UsageError(f"--latest-frame cannot be used with --parallel {self.parallel}: a file published in "
+                             "chunks never drops a frame", "omit --latest-frame, or give --parallel 1")
         return JobOptions(
             job_id=check_job_id(self.job_id) if self.job_id is not None else None,
             fps=self.fps, max_frames=self.max_frames, jpeg_quality=self.jpeg_quality,
@@ -115,6 +124,7 @@ class ProducerOptions:
             image_fps=self.image_fps, reconnect_timeout=self.reconnect_timeout,
             frame_timeout=self.frame_timeout,
             heartbeat_interval=self.heartbeat_interval,
+            parallel=self.parallel,
         )
 
 
@@ -138,6 +148,8 @@ class JobOptions:
     """Seconds a live source may take to deliver one whole frame before it is reconnected."""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL_S
     """Seconds between heartbeats (rewrites of the running manifest)."""
+    parallel: int | None = None
+    """Processes that decode a video file in chunks; ``None``: the caller's default."""
 
     def policy_for(self, live: bool) -> Policy:
         """The frame policy in force: the one asked for, else latest-frame for live sources."""

@@ -157,7 +157,8 @@ def check_same_source(manifest: Manifest, fingerprint: dict[str, Any] | None, in
                                 f"{what.get(manifest.source_kind, manifest.source_kind)} ({was!r})",
                                 "give the same source")
     recorded = manifest.source_fingerprint or {}
-    if fingerprint is None or any(fingerprint.get(key) != recorded.get(key) for key in ("size", "files", "sha256")):
+    if fingerprint is None or any(fingerprint.get(key) != recorded.get(key)
+                                  for key in ("size", "files", "sha256", "crc32c")):
         size, expected = (fingerprint or {}).get("size"), recorded.get("size")
         differs = ("same size, different content" if size == expected
                    else f"{size} bytes, the job's source had {expected}")

@@ -78,6 +78,11 @@ class VideoFileSource:
         self.info = info
         self.timestamps = TimestampTracker(info.fps, info.name)
 
+    @property
+    def first_image(self) -> np.ndarray | None:
+        """The first frame, decoded when the file was opened (``None`` once :meth:`frames` has started)."""
+        return self._first[0] if self._first is not None else None
+
     def frames(self) -> Iterator[DecodedFrame]:
         """Yield every frame once, in decode order; the iterator can be taken only once."""
         if self._first is None:

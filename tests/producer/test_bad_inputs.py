@@ -63,8 +63,8 @@ def test_bad_new_options(args: list[str], line: str, synthetic_video: Path,
 
 def test_unsupported_scheme(capsys: pytest.CaptureFixture[str]) -> None:
     assert one_error_line([f"ftp://me:{PASSWORD}@host/v.mp4"], capsys) == (
-        "error: unsupported source scheme 'ftp://' in 'ftp://***@host/v.mp4' — give a video file, a folder of "
-        "images, rtsp:// or http(s):// URL, or a webcam index such as 0")
+        "error: unsupported source scheme 'ftp://' in 'ftp://***@host/v.mp4' — give a video file, a gs:// video "
+        "object, a folder of images, rtsp:// or http(s):// URL, or a webcam index such as 0")
 
 
 def test_a_text_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,6 +96,7 @@ def test_classify_refuses_unsupported_schemes_and_empty_sources() -> None:
     with pytest.raises(InputError) as caught:
         classify_source("ftp://user:pw@host/video.mp4")
     assert str(caught.value) == ("unsupported source scheme 'ftp://' in 'ftp://***@host/video.mp4' — give a video "
-                                 "file, a folder of images, rtsp:// or http(s):// URL, or a webcam index such as 0")
+                                 "file, a gs:// video object, a folder of images, rtsp:// or http(s):// URL, or a "
+                                 "webcam index such as 0")
     with pytest.raises(InputError, match="no host in the URL 'rtsp:///stream'"):
         classify_source("rtsp:///stream")

@@ -177,7 +177,7 @@ def test_a_producer_killed_mid_job_is_stale_and_resume_completes_it(
     env = dict(os.environ) | cli_env(settings, tmp_path)
     killed = subprocess.Popen(
         [sys.executable, "-m", "tests.producer.slow_producer", "0.05", str(vtest_path), "--job-id", "killed",
-         "--fps", "5", "--heartbeat", "1", "--no-progress"],
+         "--fps", "5", "--heartbeat", "1", "--no-progress", "--parallel", "1"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def running_with_progress() -> Manifest | None:
