@@ -116,14 +116,14 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, say: Say = print, label
     from producer.encode import EncodedFrame
     from producer.messages import frame_message
     from producer.publishing import FramePublisher, PublishLimits
-    from producer.storage import JobStore
+    from producer.storage import JobWriter
 
     plan.run_dir.mkdir(parents=True, exist_ok=False)
     job_id = new_job_id()
     storage = make_storage_client(settings)
     publisher = FramePublisher(make_publisher(settings, **PublishLimits(batch_max_latency_s=0.005).client_kwargs()),
                                settings.topic_path)
-    jobs = JobStore(storage, settings.bucket)
+    jobs = JobWriter(storage, settings.bucket)
     manifest = Manifest(job_id=job_id, source=f"loadtest:{plan.image.name}", source_kind="images", clock="wallclock",
                         source_fps=plan.rate_fps, sample_fps=None, width=plan.image.width, height=plan.image.height,
                         options={"loadtest": True, "topic": settings.topic_path})
