@@ -11,6 +11,8 @@ Usage::
     python -m loadtest pipeline --rate FPS --duration S [--workers 2 | --use-stack] [--out runs/]
     python -m loadtest validate [SCENARIO...]                         # all of loadtest/scenarios/ by default
     python -m loadtest flags SCENARIO                                 # its `python -m deploy.gcp` flags
+    python -m loadtest plan --cameras 40 --fps 5 [--slo-p95 2s]       # the planner (loadtest.planner.cli):
+    python -m loadtest simulate|reproduce|calibrate ...               # model, validation, calibration
 
 SCENARIO is a name in loadtest/scenarios/ (``study-autoscaling``) or a path to a YAML file.
 """
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.checks import SERVERS
+from loadtest.planner.cli import COMMANDS as PLANNER_COMMANDS
+from loadtest.planner.cli import add_commands as add_planner_commands
 from loadtest.profiles import CLIENT_PROFILES
 from loadtest.scenario import (
     SCENARIO_DIR,
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     flags = sub.add_parser("flags", help="the python -m deploy.gcp flags and worker env of a scenario")
     flags.add_argument("scenario")
+    add_planner_commands(sub)
     return parser
 
 
@@ -120,10 +125,11 @@ def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path],
     ``mode`` is the stack's frame delivery: ``push`` (the default here: the front door's load tests
     then share the machine with no idle pull workers) or ``pull`` (frames through Pub/Sub).
 
-    Its workers' log is copied into each folder the caller appended to ``keep_logs_in`` meanwhile.
+    Its workers' logs (``workers.log``; in pull mode also ``pull-workers.log``) are copied into each folder the
+    caller appended to ``keep_logs_in`` meanwhile.
     """
     from deploy.local import start_stack, stop_stack
-    from deploy.stack_config import WORKERS, StackConfig
+    from deploy.stack_config import PULL_WORKERS, WORKERS, StackConfig
 
     stack_dir = Path(tempfile.mkdtemp(prefix="loadtest-stack-"))
     config = StackConfig(workers=workers, mode=mode, port=None, pubsub_port=None, storage_port=None,
@@ -135,10 +141,11 @@ def own_stack(workers: int, extra_env: dict[str, str], keep_logs_in: list[Path],
     finally:
         _say("stopping the local stack ...")
         stop_stack(handle, say=_say)
-        log = handle.processes[WORKERS].log_path if WORKERS in handle.processes else None
-        for folder in keep_logs_in:
-            if log is not None and log.exists() and folder.is_dir():
-                shutil.copyfile(log, folder / "workers.log")
+        for name, copy_as in ((WORKERS, "workers.log"), (PULL_WORKERS, "pull-workers.log")):
+            log = handle.processes[name].log_path if name in handle.processes else None
+            for folder in keep_logs_in:
+                if log is not None and log.exists() and folder.is_dir():
+                    shutil.copyfile(log, folder / copy_as)
         shutil.rmtree(stack_dir, ignore_errors=True)
 
 
@@ -274,7 +281,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "local": cmd_local, "report": cmd_report, "pipeline": cmd_pipeline,
-            "validate": cmd_validate, "flags": cmd_flags, "baseline": cmd_baseline}
+            "validate": cmd_validate, "flags": cmd_flags, "baseline": cmd_baseline, **PLANNER_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
