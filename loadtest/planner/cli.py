@@ -24,7 +24,7 @@ from pathlib import Path
 from loadtest.planner.profile import DEFAULT_PROFILE, Profile, load_profile, provenance_line
 from loadtest.planner.rules import PRICES_CHECKED, Rules, changed, rules_table, with_overrides
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 CLOUD_RUN_CPUS = (1, 2, 4, 6, 8)
 
 
@@ -33,7 +33,7 @@ def _say(message: str) -> None:
 
 
 def parse_seconds(flag: str, text: str) -> float:
-    """``2s``, ``500ms``, ``1.5``, ``2m`` → seconds; ValueError naming the flag otherwise.
+    """``2s``, ``500ms``, ``1.5``, ``2m``, ``1h`` → seconds; ValueError naming the flag otherwise.
 
     >>> parse_seconds("--slo-p95", "500ms"), parse_seconds("--slo-p95", "2")
     (0.5, 2.0)
@@ -41,7 +41,7 @@ def parse_seconds(flag: str, text: str) -> float:
     match = DURATION.match(text)
     if not match or float(match[1]) <= 0:
         raise ValueError(f"{flag} {text!r}: expected a positive duration like 2s, 500ms or 1.5")
-    factor = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}[match[2]]
+    factor = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[match[2]]
     return float(match[1]) * factor
 
 

@@ -37,7 +37,8 @@ class ClosedLoop:
     fps: float = 0.0
     client: str = "study"
     max_rps: float | None = None
-    """The load generator's own limit: each request takes 1/max_rps of its (one) CPU, in turn; None: no limit."""
+    """The load generator's own limit: each request takes 1/max_rps of its (one) CPU, in turn, once its answer is
+    back; Locust's timer runs until then, so a saturated client shows in the latency. None: no limit."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ class SimConfig:
     sample_every_s: float | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.load, ClosedLoop) and self.rtt_s <= 0 and not self.load.max_rps:
+            raise ValueError("closed-loop users need a round trip (rtt_s > 0) or a client limit (max_rps): "
+                             "a refusal answered at once would otherwise be sent again at the same instant forever")
         if self.delivery not in ("push", "pull", "direct"):
             raise ValueError(f"delivery must be push, pull or direct, got {self.delivery!r}")
         if self.delivery == "pull" and isinstance(self.target, CloudRun):
@@ -150,6 +154,30 @@ class Sample:
     good_per_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class Billing:
+    """What the bill depends on, over the measured part of a run (after the warm-up, until the arrivals stop)."""
+
+    seconds: float = 0.0
+    instance_s: float = 0.0
+    """Instance-seconds of every instance that existed, starting, serving or idle (instance-based billing)."""
+    active_s: float = 0.0
+    """Instance-seconds with at least one request in flight (request-based billing)."""
+    idle_min_s: float = 0.0
+    """Instance-seconds of min instances with nothing in flight (request-based billing's idle charge)."""
+    requests: int = 0
+    deliveries: int = 0
+    writes: int = 0
+    """Frames whose results were written (each is ``gcs_writes_per_frame`` objects)."""
+    frames: int = 0
+    """Frames published."""
+
+    def scaled(self, k: float) -> Billing:
+        return Billing(self.seconds, self.instance_s * k, self.active_s * k, self.idle_min_s * k,
+                       round(self.requests * k), round(self.deliveries * k), round(self.writes * k),
+                       round(self.frames * k))
+
+
 @dataclass
 class SimResult:
     """What a simulation measured; counts and seconds already multiplied back by ``scale``."""
@@ -167,15 +195,10 @@ class SimResult:
     """Closed loop: (sent, answered, kind) for every answer the clients received; kind ``ok``, ``429``,
     ``429 (Cloud Run)``, ``503``, ``timeout``, ``refused 429`` / ``refused 503`` (honoured Retry-After)."""
     timeline: list[Sample] = field(default_factory=list)
-    instance_s: float = 0.0
-    active_s: float = 0.0
-    idle_min_s: float = 0.0
-    billed_requests: int = 0
     deliveries: int = 0
-    gcs_writes: int = 0
     measured_frames: int = 0
-    measured_s: float = 0.0
     peak_instances: float = 0.0
+    billing: Billing = field(default_factory=lambda: Billing())
     unfinished_measured: int = 0
     """Measured frames without a result, in the simulated sample (not multiplied back)."""
     last_result_s: float = 0.0

@@ -58,6 +58,7 @@ import simpy
 
 from loadtest.planner import policies
 from loadtest.planner.config import (
+    Billing,
     ClosedLoop,
     CloudRun,
     LocalStack,
@@ -192,6 +193,8 @@ class Model:
         self.max_attempts = config.max_delivery_attempts or self.r.max_delivery_attempts
         self.latency_marks: list[tuple[float, float, float]] = []
         self.closed_instance_s = 0.0
+        self.requests_accepted = 0
+        self.writes = 0
         self.client_free_at = 0.0
         self.serving = False
         self.pumping = False
@@ -358,7 +361,7 @@ class Model:
             self._active(+1)
         inst.in_flight += 1
         self._flight(+1)
-        self.result.billed_requests += 1
+        self.requests_accepted += 1
         inst.version += 1
         heapq.heappush(self.heap, (inst.in_flight, inst.order, inst.version, inst))
         proc = min(inst.procs, key=lambda p: p.held)
@@ -431,7 +434,7 @@ class Model:
         proc.held -= 1
         if req.msg is not None and req.msg.result_t is None:
             req.msg.result_t = self.now
-            self.result.gcs_writes += 1
+            self.writes += 1
             self.latency_marks.append((self.now, self.now - req.msg.t, 1.0 if req.msg.measured else 0.0))
         elif req.msg is not None:
             self.result.duplicates += 1
@@ -615,10 +618,6 @@ class Model:
         pace = 1.0 / load.fps if load.fps else 0.0
         cost = 1.0 / load.max_rps if load.max_rps else 0.0
         while env.now < self.c.duration_s:
-            if cost:  # the load generator's CPU sends one request at a time
-                start = max(env.now, self.client_free_at)
-                self.client_free_at = start + cost
-                yield env.timeout(self.client_free_at - env.now)
             sent = env.now
             done = env.event()
 
@@ -636,6 +635,10 @@ class Model:
             else:
                 status, kind, retry_after = 0, "timeout", None
                 req.on_done = lambda *_: None
+            if cost:  # the load generator's one CPU handles each request in turn, inside Locust's timer
+                start = max(env.now, self.client_free_at)
+                self.client_free_at = start + cost
+                yield env.timeout(self.client_free_at - env.now)
             wait = 0.0
             if load.client == "retry-after" and status in (REFUSED, UNAVAILABLE):
                 honoured = retry_after_wait(status, None if retry_after is None else str(retry_after),
@@ -710,8 +713,8 @@ class Model:
             instance_s = self.closed_instance_s + sum(now - i.created for i in live)
         active_s = self.closed_active_s + sum(now - i.active_since for i in live if i.in_flight > 0)
         self._active(0)
-        return (instance_s, active_s, self.idle_min_area, float(self.result.billed_requests),
-                float(self.result.deliveries), float(self.result.gcs_writes))
+        return (instance_s, active_s, self.idle_min_area, float(self.requests_accepted),
+                float(self.result.deliveries), float(self.writes), float(self.result.frames))
 
     def snapshot_at(self, name: str, t: float) -> Any:
         if t > 0:
@@ -753,11 +756,10 @@ class Model:
     def finish(self) -> SimResult:
         res = self.result
         k = self.c.scale
-        start, end = self.snapshots.get("start", (0.0,) * 6), self.snapshots["end"]
-        diff = [b - a for a, b in zip(start, end, strict=True)]
-        res.instance_s, res.active_s, res.idle_min_s = diff[0], diff[1], diff[2]
-        res.billed_requests, res.deliveries, res.gcs_writes = round(diff[3]), round(diff[4]), round(diff[5])
-        res.measured_s = self.c.duration_s - min(self.c.warmup_s, self.c.duration_s)
+        start, end = self.snapshots.get("start", (0.0,) * 7), self.snapshots["end"]
+        d = [b - a for a, b in zip(start, end, strict=True)]
+        res.billing = Billing(self.c.duration_s - min(self.c.warmup_s, self.c.duration_s), d[0], d[1], d[2],
+                              round(d[3]), round(d[4]), round(d[5]), round(d[6])).scaled(k)
         res.frame_latencies_s = np.array([lat for _, lat, measured in self.latency_marks if measured])
         res.last_result_s = max((t for t, _, _ in self.latency_marks), default=0.0)
         res.unfinished = sum(1 for m in self.all_msgs if m.result_t is None and not m.settled)
@@ -779,12 +781,9 @@ class Model:
             res.timeline = timeline
         if k != 1:
             for name in ("frames", "results", "redeliveries", "duplicates", "dead_lettered", "unfinished",
-                         "billed_requests", "deliveries", "gcs_writes", "measured_frames"):
+                         "deliveries", "measured_frames"):
                 setattr(res, name, round(getattr(res, name) * k))
             res.nacks_by_kind = {kind: round(n * k) for kind, n in res.nacks_by_kind.items()}
-            res.instance_s *= k
-            res.active_s *= k
-            res.idle_min_s *= k
         return res
 
 

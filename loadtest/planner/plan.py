@@ -194,15 +194,16 @@ def startup_for(profile: Profile, cpu: int, boost: bool, delay_s: float, rules: 
 def costs(result: SimResult, candidate: Candidate, billing: str, frame_bytes: int, rules: Rules
           ) -> tuple[float, float, float]:
     """(Cloud Run $/h, Pub/Sub + GCS $/h, total $ per 1,000 frames) over the measured part of ``result``."""
+    b = result.billing
     if billing == "request":
-        run = policies.request_based_cost(result.active_s, result.idle_min_s, result.billed_requests, candidate.cpu,
-                                          candidate.memory_gib, rules)
+        run = policies.request_based_cost(b.active_s, b.idle_min_s, b.requests, candidate.cpu, candidate.memory_gib,
+                                          rules)
     else:
-        run = policies.instance_based_cost(result.instance_s, candidate.cpu, candidate.memory_gib, rules)
-    messaging = (policies.pubsub_cost(result.measured_frames, result.deliveries, message_bytes(frame_bytes), rules)
-                 + policies.storage_write_cost(round(result.gcs_writes * rules.gcs_writes_per_frame), rules))
-    hours = result.measured_s / 3600
-    per_1000 = (run + messaging) / result.measured_frames * 1000 if result.measured_frames else math.nan
+        run = policies.instance_based_cost(b.instance_s, candidate.cpu, candidate.memory_gib, rules)
+    messaging = (policies.pubsub_cost(b.frames, b.deliveries, message_bytes(frame_bytes), rules)
+                 + policies.storage_write_cost(round(b.writes * rules.gcs_writes_per_frame), rules))
+    hours = b.seconds / 3600
+    per_1000 = (run + messaging) / b.frames * 1000 if b.frames else math.nan
     return run / hours, messaging / hours, per_1000
 
 
@@ -325,7 +326,7 @@ def describe(candidate: Candidate) -> str:
 
 
 PLAN_HEADER = ("", "mode", "vCPU", "memory", "concurrency", "min", "max / pool", "billing", "instances mean / peak",
-               "p50", "p95", "failures", "redeliveries", "$/hour", "$/1,000 frames", "notes")
+               "p50", "p95", "failures", "redeliveries", "Cloud Run $/hour", "total $/hour", "$/1,000 frames", "notes")
 
 
 def plan_table(rows: Sequence[Row], best: Row | None, sweep: bool) -> str:
@@ -349,13 +350,16 @@ def plan_table(rows: Sequence[Row], best: Row | None, sweep: bool) -> str:
             str(c.min_instances) if c.min_instances is not None else "–",
             str(c.max_instances) if c.mode == "push" else str(c.instances), row.billing,
             f"{row.mean_instances:.1f} / {row.peak_instances:.0f}", seconds(row.p50_s), seconds(row.p95_s),
-            str(row.failures), str(row.redeliveries), f"{row.cost_per_h:.3f}", f"{row.cost_per_1000:.4f}",
+            str(row.failures), str(row.redeliveries), f"{row.run_cost_per_h:.3f}", f"{row.cost_per_h:.3f}",
+            f"{row.cost_per_1000:.4f}",
             "; ".join(row.notes) or "–"]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def timeline_table(result: SimResult, every_s: float = 60.0) -> str:
-    """The recommended setting over time: instances, backlog, in flight, latency of the results in each step."""
+def timeline_table(result: SimResult, rows: int = 12) -> str:
+    """The recommended setting over time, about ``rows`` rows (at least a minute apart): instances, instances
+    starting, backlog in Pub/Sub, and the latency and rate of the results in each sample interval."""
+    every_s = max(60.0, result.config.duration_s / rows)
     lines = ["| t | instances | starting | backlog | p50 | p95 | results/s |", "|---|---|---|---|---|---|---|"]
     next_t = every_s
     for sample in result.timeline:
