@@ -224,7 +224,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for entry in profile.entries:
         print(f"{entry.role}: {entry.describe()}")
     print(provenance_line(load_profile(args.out)))
-    print(f"wrote {args.out}")
+    written = args.out.resolve()
+    print(f"wrote {written.relative_to(Path.cwd()) if written.is_relative_to(Path.cwd()) else written}")
     return 0
 
 

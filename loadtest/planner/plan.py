@@ -138,6 +138,8 @@ class Row:
     cost_per_1000: float
     meets: bool
     notes: tuple[str, ...] = ()
+    busy: float = 0.0
+    """Share of the worker processes' time spent in the pipeline, at the measured service time."""
 
     @property
     def cost_per_h(self) -> float:
@@ -207,9 +209,11 @@ def costs(result: SimResult, candidate: Candidate, billing: str, frame_bytes: in
     return run / hours, messaging / hours, per_1000
 
 
-def summarise(result: SimResult, candidate: Candidate, billing: str, request: PlanRequest, frame_bytes: int) -> Row:
+def summarise(result: SimResult, candidate: Candidate, billing: str, request: PlanRequest, frame_bytes: int,
+              service_s: float = 0.0) -> Row:
     measured = [s for s in result.timeline if s.t_s > request.warmup_s] or result.timeline
     mean_instances = statistics.fmean(s.instances for s in measured) if measured else 0.0
+    busy = request.rate * service_s / (mean_instances * candidate.cpu) if mean_instances else math.nan
     failures = result.dead_lettered + result.unfinished
     p50, p95 = result.frame_latency_s(0.5), result.frame_latency_s(0.95)
     notes = []
@@ -224,7 +228,7 @@ def summarise(result: SimResult, candidate: Candidate, billing: str, request: Pl
         request.slo_p95_s is None or p95 <= request.slo_p95_s)
     run_h, msg_h, per_1000 = costs(result, candidate, billing, frame_bytes, request.rules)
     return Row(candidate, billing, mean_instances, result.peak_instances, p50, p95, failures, result.redeliveries,
-               result.dead_lettered, result.measured_frames, run_h, msg_h, per_1000, meets, tuple(notes))
+               result.dead_lettered, result.measured_frames, run_h, msg_h, per_1000, meets, tuple(notes), busy)
 
 
 # ------------------------------------------------------------------ simulation of candidates
@@ -276,7 +280,8 @@ def make_plan(request: PlanRequest, profile: Profile, say: Say = print) -> PlanO
         frame_bytes = request.frame_bytes or entry.image_bytes
         result = simulate(candidate_config(request, candidate, entry, profile))
         results[candidate] = result
-        made = [summarise(result, candidate, billing, request, frame_bytes) for billing in billings]
+        service_s = entry.lock.mean_s * request.rules.service_time_factor
+        made = [summarise(result, candidate, billing, request, frame_bytes, service_s) for billing in billings]
         rows.extend(made)
         say(f"  {describe(candidate)}: p95 {seconds(made[0].p95_s)}, {made[0].mean_instances:.1f} instances, "
             f"{'meets' if made[0].meets else 'misses'} the target")
@@ -289,7 +294,7 @@ def make_plan(request: PlanRequest, profile: Profile, say: Say = print) -> PlanO
         for cpu in request.cpus:
             memory = memory_for(cpu, cpu, profile.peak_rss_mib)
             entry = profile.service("frame", DEFAULT_MAX_HELD)
-            per_instance = cpu / entry.lock.mean_s
+            per_instance = cpu / (entry.lock.mean_s * request.rules.service_time_factor)
             size = max(1, math.ceil(request.rate / per_instance))
             tried: dict[int, bool] = {}
             for _ in range(POOL_SEARCH_LIMIT):
@@ -326,7 +331,8 @@ def describe(candidate: Candidate) -> str:
 
 
 PLAN_HEADER = ("", "mode", "vCPU", "memory", "concurrency", "min", "max / pool", "billing", "instances mean / peak",
-               "p50", "p95", "failures", "redeliveries", "Cloud Run $/hour", "total $/hour", "$/1,000 frames", "notes")
+               "busy", "p50", "p95", "failures", "redeliveries", "Cloud Run $/hour", "total $/hour", "$/1,000 frames",
+               "notes")
 
 
 def plan_table(rows: Sequence[Row], best: Row | None, sweep: bool) -> str:
@@ -349,7 +355,8 @@ def plan_table(rows: Sequence[Row], best: Row | None, sweep: bool) -> str:
             mark, c.mode, str(c.cpu), c.memory, str(c.concurrency) if c.concurrency else "–",
             str(c.min_instances) if c.min_instances is not None else "–",
             str(c.max_instances) if c.mode == "push" else str(c.instances), row.billing,
-            f"{row.mean_instances:.1f} / {row.peak_instances:.0f}", seconds(row.p50_s), seconds(row.p95_s),
+            f"{row.mean_instances:.1f} / {row.peak_instances:.0f}", f"{row.busy * 100:.0f} %", seconds(row.p50_s),
+            seconds(row.p95_s),
             str(row.failures), str(row.redeliveries), f"{row.run_cost_per_h:.3f}", f"{row.cost_per_h:.3f}",
             f"{row.cost_per_1000:.4f}",
             "; ".join(row.notes) or "–"]) + " |")

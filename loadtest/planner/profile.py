@@ -200,16 +200,18 @@ class Profile:
 
 
 def provenance_line(profile: Profile, entry: ServiceEntry | None = None) -> str:
-    """One line saying which measurements a result rests on (printed with every result)."""
+    """What a result rests on (printed with every result): the profile, when and how it was recorded, and the
+    service entry and startup measurements used. The full calibrate command is in the file's provenance."""
     p = profile.provenance
-    where = profile.path or "profile"
-    line = (f"profile {where}: recorded {p.get('recorded_at', '?')} by `{p.get('command', '?')}` at commit "
-            f"{p.get('git_commit', '?')} on {p.get('machine', {}).get('cores', '?')} cores")
+    runs = len(profile.entries)
+    line = (f"profile {profile.path or 'profile'}: recorded {p.get('recorded_at', '?')} at commit "
+            f"{p.get('git_commit', '?')} on {p.get('machine', {}).get('cores', '?')} cores by "
+            f"python -m loadtest calibrate ({runs} run{'s' if runs != 1 else ''})")
     if entry is not None:
-        line += f"; service: {entry.describe()}"
+        line += f"\n  service: {entry.describe()}"
     if profile.startup:
-        starts = ", ".join(f"{s.cpus} core{'s' if s.cpus > 1 else ''} {s.median_s:.1f} s" for s in profile.startup)
-        line += f"; startup: {starts}; peak RSS {profile.peak_rss_mib:.0f} MiB/process"
+        starts = ", ".join(f"{s.median_s:.1f} s on {s.cpus} core{'s' if s.cpus > 1 else ''}" for s in profile.startup)
+        line += f"\n  startup (measured, median): {starts}; peak RSS {profile.peak_rss_mib:.0f} MiB per process"
     return line
 
 

@@ -90,8 +90,10 @@ def test_calibrate_round_trips_through_json(tmp_path: Path) -> None:
     assert again.peak_rss_mib == 250.0 and again.http_rtt_s == 0.0001
     assert again.delivery_delay == profile.delivery_delay and again.delivery_source == "planner-pull-2fps"
     line = provenance_line(again, again.entries[0])
-    assert "by `python -m loadtest calibrate x`" in line and "planner-pull-2fps (frame, 60 samples" in line
-    assert "startup: 1 core 0.5 s, 2 cores 0.3 s; peak RSS 250 MiB/process" in line
+    assert " on 2 cores by python -m loadtest calibrate (2 runs)\n  service: planner-pull-2fps (frame, 60 " in line
+    assert line.endswith("\n  startup (measured, median): 0.5 s on 1 core, 0.3 s on 2 cores; peak RSS 250 MiB "
+                         "per process")
+    assert again.provenance["command"] == "python -m loadtest calibrate x"
 
 
 def test_the_planner_uses_calibration_entries_nearest_in_concurrency_then_least_contended(tmp_path: Path) -> None:
