@@ -102,7 +102,7 @@ def contiguous_progress(states: Sequence[ChunkState]) -> Progress:
     """
     ordered = sorted(states, key=lambda s: s.chunk)
     confirmed, last_us = 0, None
-    first_us = ordered[0].first_timestamp_us if ordered else None
+    first_us = next((s.first_timestamp_us for s in ordered if s.frames), None)
     for state in ordered:
         if state.first_frame_index != confirmed:
             break

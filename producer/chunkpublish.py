@@ -12,8 +12,9 @@ file opened once, chunks published one after the other. Within a chunk the work 
 producer's: a thread decodes and encodes up to :data:`~producer.job.PREFETCH_FRAMES` frames ahead
 (:class:`~producer.prefetch.Prefetcher`) while this one publishes with flow control; Pub/Sub's
 confirmations keep the chunk's run of confirmed frames (:class:`~producer.progress.ConfirmedPrefix`).
-``report`` receives the chunk's :class:`~producer.chunkprogress.ChunkState` at most every
-:data:`REPORT_INTERVAL_S` and once at the end. A resumed chunk (``state.confirmed`` > 0) decodes from its
+``report`` receives the chunk's :class:`~producer.chunkprogress.ChunkState` from a thread of its own every
+:data:`REPORT_INTERVAL_S` when it changed (so confirmations are reported while publishing waits on flow control),
+and once at the end. A resumed chunk (``state.confirmed`` > 0) decodes from its
 start and publishes from its first unconfirmed frame. Nothing raises: a failure ends the chunk ``failed``
 with its error, and the caller goes on with the next chunk.
 """
@@ -21,7 +22,7 @@ with its error, and the caller goes on with the next chunk.
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,19 +136,21 @@ class _ChunkRun:
         self.failed_before = owner._publisher.failed
         self.decoded = 0
         self.error: str | None = None
-        self.reported_at = 0.0
 
     def run(self) -> ChunkState:
         publisher = self.owner._publisher
-        self._report(force=True)
+        self.report(self._snapshot("running"))
         if self.start >= self.chunk.frames:
             return self._final(stopped=False)
+        done = threading.Event()
+        reporter = threading.Thread(target=self._report_until, args=(done,), name=f"report-{self.chunk.number}",
+                                    daemon=True)
+        reporter.start()  # confirmations are reported even while publishing is blocked (flow control, a stall)
         try:
             with Prefetcher(self._encoded(), PREFETCH_FRAMES, name=f"chunk-{self.chunk.number}",
                             should_stop=self.should_stop) as frames:
                 for frame in frames:
                     self._publish_one(frame)
-                    self._report()
                     if publisher.failed > self.failed_before:
                         break
         except Exception as exc:  # the chunk fails; the process goes on with its next chunk
@@ -158,7 +161,18 @@ class _ChunkRun:
         if self.error is None and publisher.failed > self.failed_before:
             first = publisher.failures[-1]
             self.error = f"a publish failed (frame {first.frame_index}: {type(first.error).__name__}: {first.error})"
+        done.set()
+        reporter.join()
         return self._final(stopped=self.should_stop())
+
+    def _report_until(self, done: threading.Event) -> None:
+        """Every :data:`REPORT_INTERVAL_S`, the chunk's progress if it changed, until ``done``."""
+        last = None
+        while not done.wait(REPORT_INTERVAL_S):
+            state = self._snapshot("running")
+            if state != last:
+                self.report(state)
+                last = state
 
     def _encoded(self) -> Iterator[PublishedFrame[EncodedFrame]]:
         """Decode the chunk; JPEG-encode each frame it publishes this run (the frames before ``start`` are skipped)."""
@@ -197,12 +211,6 @@ class _ChunkRun:
         return self.state.advanced(state=state, confirmed=confirmed, confirmed_timestamp_us=confirmed_ts,
                                    published=self.start + succeeded, decoded=self.decoded,
                                    last_frame_index=last_index, last_timestamp_us=confirmed_ts, error=self.error)
-
-    def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.reported_at >= REPORT_INTERVAL_S:
-            self.reported_at = now
-            self.report(self._snapshot("running"))
 
     def _final(self, stopped: bool) -> ChunkState:
         done = self._snapshot("running")

@@ -46,11 +46,11 @@ from framecontract.manifest import Manifest
 from framecontract.message import MAX_INLINE_PAYLOAD_BYTES, MAX_MESSAGE_BYTES
 from framecontract.settings import Settings
 from producer.byteranges import GcsRanges, open_byte_ranges
-from producer.chunkdecode import same_pixels_as_opencv
+from producer.chunkdecode import packet_bytes, same_pixels_as_opencv
 from producer.chunkprogress import ChunkState, contiguous_progress, job_state, last_published
 from producer.chunkpublish import ChunkJob, ChunkPublisher, error_text
 from producer.chunks import CHUNKS_PER_PROCESS, Chunk, FramePlan, cut_chunks, plan_frames
-from producer.demux import PacketTable, chunkable, demux
+from producer.demux import MAX_HEADER_BYTES, PacketTable, chunkable, demux
 from producer.errors import ProducerError
 from producer.options import JobOptions
 from producer.progress import Heartbeat
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 PARENT_CHECK_S = 0.5
+SAMPLED_CHUNKS = 16
+PACKETS_PER_SAMPLE = 3
 
 
 class NotChunkable(ProducerError):
@@ -117,11 +119,27 @@ def prepare_chunks(source: str, options: JobOptions, processes: int, settings: S
         frames = plan_frames(table, info.fps, options)
         target = target_chunks or processes * CHUNKS_PER_PROCESS
         chunks = tuple(cut_chunks(table, frames, target, starts))
+        if not packets_addressable(chunks, ranges):
+            raise NotChunkable(f"{source!r} cannot be cut into chunks exactly: its packets are not stored as "
+                               "contiguous bytes (MPEG-TS and other packetised containers)",
+                               "publish it with --parallel 1, or remux it to MP4 (ffmpeg -i IN -c copy OUT.mp4)")
         if opencv is not None and not same_pixels_as_opencv(chunks[0], table.codec, ranges, opencv[1]):
             raise NotChunkable(f"{source!r}: PyAV's first frame is not OpenCV's (rotation metadata, or a pixel "
                                "format the two convert differently)", "publish it with --parallel 1")
         generation = ranges.generation if isinstance(ranges, GcsRanges) else None
         return PreparedChunks(table, frames, chunks, info, generation)
+
+
+def packets_addressable(chunks: Sequence[Chunk], ranges: Any, samples: int = SAMPLED_CHUNKS) -> bool:
+    """True if each sampled chunk's first packets are found, byte for byte, where the demux pass says they are
+    (the first packets of chunk 0 and of up to ``samples`` chunks spread over the file; one small read each)."""
+    step = max(1, len(chunks) // samples)
+    for chunk in (*chunks[:1], *chunks[1::step]):
+        for packet in chunk.packets[:PACKETS_PER_SAMPLE]:
+            data = ranges.read(packet.pos, min(ranges.size, packet.pos + packet.size + MAX_HEADER_BYTES))
+            if packet_bytes(data, 0, packet) is None:
+                return False
+    return True
 
 
 def publish_limits(processes: int) -> PublishLimits:

@@ -40,7 +40,7 @@ from producer.sources import open_video_file
 from producer.stopping import StopRequest
 from producer.storage import JobWriter
 from tests.producer.helpers import job_options, pull_all, read_manifest
-from tests.producer.slow_worker import slow_worker_main
+from tests.producer.slow_worker import gated_worker_main
 from tests.producer.test_resume_jobs import REPO, cli_env, wait_for
 
 
@@ -72,14 +72,16 @@ def test_a_stopped_parallel_job_resumes_only_what_is_missing(pubsub_settings: Se
     seen: list[Manifest] = []
 
     def stop_once_a_heartbeat_counts_frames() -> None:
-        seen.append(wait_for(lambda: (m := read_manifest_or_none(pubsub_settings, "stopped-par")) is not None
-                             and m.frames_confirmed >= 40 and m, "a heartbeat with 40 frames confirmed"))
-        stop.request("test stop")
+        try:  # the gated workers hold their publishes until this stop: it is always requested
+            seen.append(wait_for(lambda: (m := read_manifest_or_none(pubsub_settings, "stopped-par")) is not None
+                                 and m.frames_confirmed >= 10 and m, "a heartbeat with 10 frames confirmed"))
+        finally:
+            stop.request("test stop")
 
     stopper = threading.Thread(target=stop_once_a_heartbeat_counts_frames)
     stopper.start()
     first = run_chunked_job(str(vtest_path), job_options(job_id="stopped-par", fps=5, heartbeat_interval=1.0),
-                            pubsub_settings, 2, stop=stop, worker_target=slow_worker_main)
+                            pubsub_settings, 2, stop=stop, worker_target=gated_worker_main)
     stopper.join()
     assert first.state == "stopped" and 0 < first.frames_published < reference.frames_published
 
