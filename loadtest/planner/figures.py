@@ -29,6 +29,17 @@ FIRST_S = 10.0
 WINDOW_S = 10.0
 """Window of the peak failure share (docs/loadtest.md's percentiles over time use 10 s windows too)."""
 
+STUDY_ROWS: dict[str, dict[str, float]] = {
+    "study-single-instance": {"failures %": 83, "p95 s": 12},
+    "study-autoscaling": {"failures %": 0, "req/s": 300, "p95 s": 6, "instances": 13},
+    "study-startup-delay": {"peak failures % (10 s)": 8},
+    "study-min-instances-0": {"first responses s": 10},
+    "study-min-instances-5": {"first responses s": 1},
+    "study-2cpu-concurrency-100": {"failures %": 8, "req/s": 120, "instances": 38, "median s": 8},
+    "study-1cpu-concurrency-30": {"failures %": 0, "req/s": 300, "instances": 86, "median s": 2},
+}
+"""The study's published table (field.md; the scenario files' ``study`` lines), as numbers."""
+
 
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q * 100)) if values else math.nan
@@ -83,5 +94,24 @@ def error(model: float, measured: float) -> float:
     return (model - measured) / measured
 
 
-def percent(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value * 100:+.0f} %"
+def format_value(figure: str, value: float) -> str:
+    """A figure's value for a table: times in ms below 1 s, else seconds; counts and rates with one decimal."""
+    if value is None or math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞"
+    if figure.endswith(" s"):
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{value:.1f}"
+
+
+def percent_error(figure: str, model: float, measured: float) -> str:
+    """Relative error in %, or for a percentage figure the difference in points (a 0 % has no relative error)."""
+    if model is None or measured is None or math.isnan(model) or math.isnan(measured):
+        return "–"
+    if figure.endswith("%"):
+        return f"{model - measured:+.0f} pt"
+    if math.isinf(model):
+        return "∞"
+    value = error(model, measured)
+    return "–" if math.isnan(value) else f"{value * 100:+.0f} %"

@@ -253,7 +253,11 @@ class Model:
         self.serve_pending()
 
     def pick(self) -> Instance | None:
+        """The ready instance with the fewest requests in flight if it has room (a heap with lazy deletion)."""
         heap = self.heap
+        if len(heap) > 64 + 4 * len(self.instances):  # drop stale entries now and then: memory stays bounded
+            self.heap = heap = [(i.in_flight, i.order, i.version, i) for i in self.instances if i.state == "ready"]
+            heapq.heapify(heap)
         while heap:
             flight, _, version, inst = heap[0]
             if inst.version != version or inst.state != "ready" or inst.in_flight != flight:

@@ -33,29 +33,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loadtest.planner.config import ClosedLoop, LocalStack, OpenLoop, Server, SimConfig
-from loadtest.planner.figures import closed_loop_figures, error, pipeline_figures
+from loadtest.planner.figures import (
+    STUDY_ROWS,
+    closed_loop_figures,
+    format_value,
+    percent_error,
+    pipeline_figures,
+)
 from loadtest.planner.model import simulate
 from loadtest.planner.profile import Profile, ServiceEntry, provenance_line
 from loadtest.planner.rules import Rules
-from loadtest.planner.scenarios import LOCAL_PREDICT_BUDGET_S, scenario_config
+from loadtest.planner.scenarios import LOCAL_FRAME_BUDGET_S, LOCAL_PREDICT_BUDGET_S, scenario_config
 from loadtest.scenario import load_scenario
 from worker.defaults import DEFAULT_MAX_IN_FLIGHT
 
-LOCAL_FRAME_BUDGET_S = 30.0
-"""worker.pull's default WORKER_FRAME_BUDGET_S (docs/worker.md)."""
 PIPELINE_DRAIN_S = 120.0
 """The validation runs' --drain (how long the pipeline test waited for the last results)."""
 
-STUDY_ROWS: dict[str, dict[str, float]] = {
-    "study-single-instance": {"failures %": 83, "p95 s": 12},
-    "study-autoscaling": {"failures %": 0, "req/s": 300, "p95 s": 6, "instances": 13},
-    "study-startup-delay": {"peak failures % (10 s)": 8},
-    "study-min-instances-0": {"first responses s": 10},
-    "study-min-instances-5": {"first responses s": 1},
-    "study-2cpu-concurrency-100": {"failures %": 8, "req/s": 120, "instances": 38, "median s": 8},
-    "study-1cpu-concurrency-30": {"failures %": 0, "req/s": 300, "instances": 86, "median s": 2},
-}
-"""The study's published table (field.md; the scenario files' ``study`` lines), as numbers."""
 FIT_ROW = "study-autoscaling"
 FIT_FIGURE = {"a": "req/s", "b": "instances"}
 FIT_RANGE_MS = (5.0, 3000.0)
@@ -126,37 +120,15 @@ def _load_text(entry: ServiceEntry) -> str:
     return f"{entry.load['users']} users ({entry.load.get('client', 'study')}), {entry.processes} processes"
 
 
-def _value(figure: str, value: float) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    if math.isinf(value):
-        return "∞"
-    if figure.endswith(" s"):
-        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-    return f"{value:.1f}"
-
-
 def own_table(rows: list[OwnRow]) -> str:
     lines = ["| run (measured) | load | figure | measured | model, the run's own service times | error | "
              "model, calibration service times | error |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.run.source} | {_load_text(r.run)} | {r.figure} | {_value(r.figure, r.measured)} | "
-                     f"{_value(r.figure, r.same_run)} | {percent_error(r.figure, r.same_run, r.measured)} | "
-                     f"{_value(r.figure, r.calibrated)} ({r.calibration.source}) | "
+        lines.append(f"| {r.run.source} | {_load_text(r.run)} | {r.figure} | {format_value(r.figure, r.measured)} | "
+                     f"{format_value(r.figure, r.same_run)} | {percent_error(r.figure, r.same_run, r.measured)} | "
+                     f"{format_value(r.figure, r.calibrated)} ({r.calibration.source}) | "
                      f"{percent_error(r.figure, r.calibrated, r.measured)} |")
     return "\n".join(lines) + "\n"
-
-
-def percent_error(figure: str, model: float, measured: float) -> str:
-    """Relative error in %, or for a percentage figure the difference in points (a 0 % has no relative error)."""
-    if model is None or measured is None or math.isnan(model) or math.isnan(measured):
-        return "–"
-    if figure.endswith("%"):
-        return f"{model - measured:+.0f} pt"
-    if math.isinf(model):
-        return "∞"
-    value = error(model, measured)
-    return "–" if math.isnan(value) else f"{value * 100:+.0f} %"
 
 
 # ------------------------------------------------------------------ the study
@@ -203,8 +175,8 @@ def study_table(results: dict[str, dict[str, dict[str, float]]], fits: dict[str,
             for variant in ("a", "b"):
                 model = results[variant][row][figure]
                 mark = " **fit**" if row == FIT_ROW and figure == FIT_FIGURE[variant] else ""
-                cells += [_value(figure, model) + mark, percent_error(figure, model, study)]
-            lines.append(f"| {row}{fitted} | {figure} | {_value(figure, study)} | " + " | ".join(cells) + " |")
+                cells += [format_value(figure, model) + mark, percent_error(figure, model, study)]
+            lines.append(f"| {row}{fitted} | {figure} | {format_value(figure, study)} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"fitted mean service time per request: (a) {fits['a']:.0f} ms on {FIT_ROW}'s {FIT_FIGURE['a']}; "
                  f"(b) {fits['b']:.0f} ms on its {FIT_FIGURE['b']}, client limited to the study's ~300 req/s")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deploy.gcp.options import DeployOptions
 from loadtest.planner.config import ClosedLoop, CloudRun, LocalStack, Server, SimConfig, SimResult
-from loadtest.planner.figures import closed_loop_figures, failures_by_kind
+from loadtest.planner.figures import STUDY_ROWS, closed_loop_figures, failures_by_kind, format_value, percent_error
 from loadtest.planner.model import simulate
 from loadtest.planner.plan import startup_for
 from loadtest.planner.profile import Profile, ServiceEntry, provenance_line
@@ -33,8 +33,18 @@ from loadtest.planner.rules import Rules
 from loadtest.scenario import Scenario, load_scenario, with_overrides
 from worker.defaults import DEFAULT_MAX_IN_FLIGHT
 
-LOCAL_PREDICT_BUDGET_S = 10.0
-"""worker.app's default WORKER_PREDICT_BUDGET_S (docs/worker.md): the front door's budget on the local stack."""
+
+def _worker_default(name: str) -> float:
+    """A default of the worker's own configuration (``worker.app.WorkerConfig``), read rather than restated."""
+    from worker.app import WorkerConfig
+
+    return float(next(f.default for f in dataclasses.fields(WorkerConfig) if f.name == name))
+
+
+LOCAL_PREDICT_BUDGET_S = _worker_default("predict_budget_s")
+"""The worker's default WORKER_PREDICT_BUDGET_S (10 s): the front door's budget on the local stack."""
+LOCAL_FRAME_BUDGET_S = _worker_default("frame_budget_s")
+"""The worker's default WORKER_FRAME_BUDGET_S (30 s): a frame's budget on the local stack."""
 
 
 def memory_gib(memory: str) -> float:
@@ -114,6 +124,11 @@ def run_scenario(args: argparse.Namespace, profile: Profile, rules: Rules) -> in
     kinds = failures_by_kind(result)
     print(f"\nanswers other than good, by kind: {', '.join(f'{k}: {v}' for k, v in kinds.items()) or 'none'}")
     print(f"the study saw: {scenario.study or '— (not a study experiment)'}")
+    if scenario.name in STUDY_ROWS:
+        print("\n| figure | the study | model | difference |\n|---|---|---|---|")
+        for name, study in STUDY_ROWS[scenario.name].items():
+            print(f"| {name} | {format_value(name, study)} | {format_value(name, figures[name])} | "
+                  f"{percent_error(name, figures[name], study)} |")
     if args.chart:
         from loadtest.planner.chart import plot_runs
 
