@@ -10,6 +10,9 @@ Usage::
     python -m deploy.gcp plan --autoscale --project P --region R  # CREMA config + set-up (printed only)
     python -m deploy.gcp down --project P --region R [--delete-data] [--yes]
     python -m deploy.gcp down --project P --region R --mode push --yes             # one delivery mode only
+    python -m deploy.gcp decode --project P --region R --video gs://B/long.mp4 --tasks 40 [--fps 5]
+                                        # a Cloud Run job whose tasks are the video's chunks: created, run, deleted
+    python -m deploy.gcp plan --project P --region R --video gs://B/long.mp4 --tasks 40   # ... its commands
 
 See docs/deploy.md for what is created and every flag.
 """
@@ -32,10 +35,12 @@ from deploy.gcp.commands import (
     client_env,
     render_plan,
 )
+from deploy.gcp.decode import DecodeOptions, decode_plan
 from deploy.gcp.options import ACCESS, INGRESS, MODES, TARGETS, DeployOptions, OptionsError
 from deploy.gcp.runner import REPO_ROOT, DeployError, execute
 
 D = DeployOptions(project="p", region="r")  # only for the defaults in --help
+DD = DecodeOptions(video="gs://b/v")
 
 
 def git_tag() -> str:
@@ -51,7 +56,7 @@ def git_tag() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deploy.gcp", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("action", choices=("up", "down", "plan", "scale"))
+    p.add_argument("action", choices=("up", "down", "plan", "scale", "decode"))
     p.add_argument("--down", action="store_true", help="plan: show the commands of `down` instead of `up`")
     p.add_argument("--autoscale", action="store_true",
                    help="plan: the CREMA configuration and set-up commands that autoscale the worker pool on its "
@@ -116,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     pubsub.add_argument("--max-retry-delay", type=int, default=D.max_retry_delay, help="retry backoff cap, seconds")
     pubsub.add_argument("--dead-letter-retention-days", type=int, default=D.dead_letter_retention_days,
                         help="how long the dead-letter subscription keeps messages (1-31)")
+    decode = p.add_argument_group("a video in Cloud Storage published by a Cloud Run job (decode; plan --video shows "
+                                  "it); --cpu and --memory are each task's")
+    decode.add_argument("--video", metavar="gs://BUCKET/OBJECT", help="the video to publish")
+    decode.add_argument("--tasks", type=int, default=DD.tasks, help="tasks of the job = chunks of the video")
+    decode.add_argument("--parallelism", type=int, help="tasks at once (default: all, as quota allows)")
+    decode.add_argument("--job-id", help="the producer job's id (default: from the object's name and the time)")
+    decode.add_argument("--resume", metavar="JOB", help="continue job JOB (already planned): publish what is missing")
+    decode.add_argument("--fps", type=float, help="publish at most this many frames per second of video")
+    decode.add_argument("--max-frames", type=int, help="stop after this many frames")
+    decode.add_argument("--duration", type=float, help="stop after this many seconds of video")
+    decode.add_argument("--max-side", type=int, help="scale frames down so the longer side is at most this")
+    decode.add_argument("--jpeg-quality", type=int, help="JPEG quality 1..100 (default 90)")
+    decode.add_argument("--task-timeout", type=int, default=DD.task_timeout, help="seconds per task attempt")
+    decode.add_argument("--max-retries", type=int, default=DD.max_retries, help="attempts per task after the first")
+    decode.add_argument("--producer-image", help="run this image instead of building deploy/Dockerfile.producer")
     front = p.add_argument_group("front door (Locust)")
     front.add_argument("--frontdoor-access", choices=ACCESS, default=D.frontdoor_access,
                        help="public: anyone may POST /predict; iam: only --frontdoor-invoker members")
@@ -173,8 +193,27 @@ def report_up(values: dict[str, str], plan: Plan) -> None:
     print("export " + " ".join(f"{k}={v}" for k, v in client_env(plan).items()))
 
 
+def decode_options(args: argparse.Namespace) -> DecodeOptions | None:
+    """``decode`` (and ``plan --video``): what to publish; ``None`` when no video is given to ``plan``."""
+    if args.action not in ("decode", "plan") or (args.action == "plan" and args.video is None):
+        return None
+    if args.video is None:
+        raise OptionsError("decode needs --video gs://BUCKET/OBJECT")
+    job_id = args.job_id
+    if job_id is None and args.resume is None:  # fixed once: the plan and the report name the same job
+        job_id = DecodeOptions(video=args.video).job
+    return DecodeOptions(video=args.video, tasks=args.tasks, parallelism=args.parallelism, job_id=job_id,
+                         resume=args.resume, fps=args.fps, max_frames=args.max_frames, duration=args.duration,
+                         max_side=args.max_side, jpeg_quality=args.jpeg_quality, task_timeout=args.task_timeout,
+                         max_retries=args.max_retries, producer_image=args.producer_image)
+
+
 def plan_action(args: argparse.Namespace) -> Action:
     """Which plan the command line asks for."""
+    if args.action == "decode" or (args.action == "plan" and args.video is not None):
+        if args.down or args.autoscale:
+            raise OptionsError("--video shows the decode job's plan: without --down or --autoscale")
+        return "decode"
     if args.action in ("up", "down", "scale"):
         if args.autoscale:
             raise OptionsError("--autoscale only applies to plan (the CREMA set-up is printed, never run)")
@@ -187,10 +226,11 @@ def plan_action(args: argparse.Namespace) -> Action:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        needs_tag = args.image is None and args.tag is None and args.action in ("up", "plan")
+        needs_tag = args.image is None and args.tag is None and args.action in ("up", "plan", "decode")
         options = options_from_args(args, git_tag() if needs_tag else None)
         action = plan_action(args)
-        plan = build_plan(action, options)
+        decode = decode_options(args)
+        plan = decode_plan(options, decode) if decode is not None else build_plan(action, options)
         if args.action == "plan":
             sys.stdout.write(render_plan(plan))
             return 0
@@ -198,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("nothing deleted")
             return 1
         values = execute(plan, say=lambda line: print(line, flush=True))
-        if action == "up":
+        if decode is not None:
+            print(f"job {decode.job} published by a Cloud Run job (now deleted); collector status --job {decode.job}")
+        elif action == "up":
             values.pop(PROJECT_NUMBER, None)
             report_up(values, plan)
     except (OptionsError, DeployError) as exc:

@@ -35,7 +35,7 @@ from deploy.gcp.options import PULL_GRACE_S, DeployOptions, Names, OptionsError,
 from framecontract.endpoints import PUSH_PATH, READY_PATH
 from framecontract.layout import JOBS_PREFIX, PREDICT_PREFIX
 
-Action = Literal["up", "down", "scale", "autoscale", "autoscale-down"]
+Action = Literal["up", "down", "scale", "autoscale", "autoscale-down", "decode"]
 StepMode = Literal["run", "ensure", "remove", "refuse"]
 
 PROJECT_NUMBER = "<PROJECT_NUMBER>"
@@ -584,6 +584,9 @@ def down_steps(o: DeployOptions, n: Names) -> list[Step]:
     push_sub, push_compute, push_access, push_accounts = down_push(o, n)
     pull_sub, pull_compute, pull_access, pull_accounts = down_pull(o, n)
     front_service, front_access, front_account = down_frontdoor(o, n)
+    from deploy.gcp.decode import decoder_down_steps  # the decode job's identity (its jobs delete themselves)
+
+    *decoder_access, decoder_account = decoder_down_steps(o, n)
     steps = [
         *push_sub, *pull_sub,
         remove(f"dead-letter subscription {n.dead_letter_subscription} (its messages go with it)",
@@ -593,8 +596,8 @@ def down_steps(o: DeployOptions, n: Names) -> list[Step]:
         remove(f"topic {n.dead_letter_topic}", describe_topic(o, n.dead_letter_topic),
                gcloud("pubsub", "topics", "delete", n.dead_letter_topic, project)),
         *front_service, *push_compute, *pull_compute,
-        *push_access, *pull_access, *front_access,
-        *push_accounts, *pull_accounts, *front_account,
+        *push_access, *pull_access, *front_access, *decoder_access,
+        *push_accounts, *pull_accounts, *front_account, decoder_account,
         remove(f"Artifact Registry repository {n.repository} and its images", describe_repository(o, n),
                gcloud("artifacts", "repositories", "delete", n.repository, _flag("location", o.region), project,
                       "--quiet")),
@@ -674,7 +677,8 @@ def render_step(number: int, step: Step) -> list[str]:
 def render_plan(plan: Plan) -> str:
     """Human-readable plan: every command in order, the files, and the placeholders explained."""
     o = plan.options
-    mode = {"up": o.delivery, "down": o.mode or "push and pull", "scale": "pull"}.get(plan.action, "pull")
+    mode = {"up": o.delivery, "down": o.mode or "push and pull", "scale": "pull",
+            "decode": "a Cloud Run job"}.get(plan.action, "pull")
     image = f", image {plan.names.image}" if plan.action == "up" else ""
     lines = [f"# python -m deploy.gcp {plan.action}: project {o.project}, region {o.region}, "
              f"deployment {o.name}, target {o.target}, mode {mode}{image}"]

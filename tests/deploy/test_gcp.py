@@ -37,6 +37,7 @@ from deploy.gcp.commands import (
     gcloud_commands,
     substitute,
 )
+from deploy.gcp.decode import DecodeOptions, decode_plan, job_name
 from deploy.gcp.options import DeployOptions, Names, OptionsError
 from deploy.gcp.runner import DeployError, Result, execute
 
@@ -372,17 +373,18 @@ def test_down_covers_both_modes_and_can_remove_one() -> None:
         ("remove", "run services delete frame-fanout-frontdoor"),
         ("remove", "run services delete frame-fanout-worker"),
         ("remove", "beta run worker-pools delete frame-fanout-pull-worker"),
-        *[("remove", f"storage buckets remove-iam-policy-binding {BUCKET}")] * 6,
+        *[("remove", f"storage buckets remove-iam-policy-binding {BUCKET}")] * 7,
         ("remove", f"iam service-accounts delete frame-fanout-push{SA}"),
         ("remove", f"iam service-accounts delete frame-fanout-worker{SA}"),
         ("remove", f"iam service-accounts delete frame-fanout-pull{SA}"),
         ("remove", f"iam service-accounts delete frame-fanout-front{SA}"),
+        ("remove", f"iam service-accounts delete frame-fanout-decode{SA}"),
         ("remove", "artifacts repositories delete frame-fanout"),
     ]
     unbind = [argv for argv in gcloud_commands(everything) if "remove-iam-policy-binding" in argv]
     assert all(argv[-1] == "--all" for argv in unbind)  # whatever condition the binding carries
     assert {a for argv in unbind for a in argv if a.startswith("--member=")} == {
-        f"--member=serviceAccount:frame-fanout-{who}{SA}" for who in ("worker", "pull", "front")}
+        f"--member=serviceAccount:frame-fanout-{who}{SA}" for who in ("worker", "pull", "front", "decode")}
     assert command(everything, "beta", "run", "worker-pools", "delete") == [
         "gcloud", "beta", "run", "worker-pools", "delete", "frame-fanout-pull-worker", "--region=europe-west1",
         "--project=ff-test-project", "--quiet"]
@@ -643,6 +645,138 @@ def test_cli_down_refuses_without_a_terminal_or_yes(capsys: pytest.CaptureFixtur
     assert "pass --yes" in capsys.readouterr().err and ran == []
 
 
+# --------------------------------------------------------------------------- decode: a Cloud Run job of chunks
+
+VIDEO = "gs://ff-videos/cams/long.mp4"
+DECODE = DecodeOptions(video=VIDEO, tasks=40, job_id="long-20261201t101500-a1b2", fps=5.0, max_side=960)
+JOB = job_name(BASE, DECODE.job_id)
+DECODE_COMBINATIONS = [
+    (BASE, DECODE),
+    (dataclasses.replace(BASE, cpu="2", memory="4Gi", name="cams"),
+     dataclasses.replace(DECODE, video="gs://ff-test-project-cams/v.mp4", tasks=1000, parallelism=100,
+                         task_timeout=7200, max_retries=0, fps=None, max_side=None, max_frames=90_000,
+                         duration=3600.0, jpeg_quality=80, producer_image="eu.gcr.io/p/producer:1")),
+    (BASE, DecodeOptions(video=VIDEO, tasks=40, resume="long-20261201t101500-a1b2")),
+]
+
+
+def test_decode_plan_is_a_cloud_run_job_created_run_twice_and_deleted() -> None:
+    plan = decode_plan(BASE, DECODE)
+    assert JOB == "frame-fanout-decode-608872db"
+    assert outline(plan) == [
+        ("ensure", "iam service-accounts create frame-fanout-decode"),
+        ("run", f"storage buckets add-iam-policy-binding {BUCKET}"),
+        ("run", "storage buckets add-iam-policy-binding gs://ff-videos"),
+        ("run", "pubsub topics add-iam-policy-binding frame-fanout-frames"),
+        ("ensure", "artifacts repositories create frame-fanout"),
+        ("run", "builds submit ."),
+        ("run", f"run jobs deploy {JOB}"),
+        ("run", f"run jobs execute {JOB}"),
+        ("run", f"run jobs execute {JOB}"),
+        ("run", f"run jobs delete {JOB}"),
+    ]
+    image = "europe-west1-docker.pkg.dev/ff-test-project/frame-fanout/producer:abc123"
+    assert command(plan, "builds", "submit") == [
+        "gcloud", "builds", "submit", ".", "--config=deploy/cloudbuild-producer.yaml",
+        "--ignore-file=deploy/gcloudignore-producer", f"--substitutions=_IMAGE={image}", "--project=ff-test-project"]
+    assert command(plan, "run", "jobs", "deploy") == [
+        "gcloud", "run", "jobs", "deploy", JOB, f"--image={image}", "--region=europe-west1",
+        "--project=ff-test-project", f"--service-account=frame-fanout-decode{SA}", "--tasks=40",
+        "--task-timeout=3600s", "--max-retries=3",
+        "--cpu=1", "--memory=2Gi",
+        "--set-env-vars=GOOGLE_CLOUD_PROJECT=ff-test-project,FRAMES_TOPIC=frame-fanout-frames,"
+        "FRAMES_BUCKET=ff-test-project-frame-fanout",
+        "--command=python", "--args=-m,producer.cloudjob,run,long-20261201t101500-a1b2",
+        "--labels=app=frame-fanout,deployment=frame-fanout,role=decode"]
+    plan_run, publish = [argv for argv in gcloud_commands(plan) if argv[1:4] == ["run", "jobs", "execute"]]
+    assert plan_run == [
+        "gcloud", "run", "jobs", "execute", JOB, "--region=europe-west1", "--project=ff-test-project", "--tasks=1",
+        f"--args=-m,producer.cloudjob,plan,{VIDEO},--job-id,long-20261201t101500-a1b2,--chunks,40,--fps,5,"
+        "--max-side,960", "--wait"]
+    assert publish == ["gcloud", "run", "jobs", "execute", JOB, "--region=europe-west1", "--project=ff-test-project",
+                       "--wait"]
+    assert "collector wait --job long-20261201t101500-a1b2" in plan.note
+
+
+def test_decode_job_runs_what_producer_cloudjob_parses_with_the_settings_it_reads(tmp_path: Path) -> None:
+    from framecontract.settings import load_settings
+    from producer.cloudjob import build_parser as cloudjob_parser
+
+    plan = decode_plan(BASE, DECODE)
+    deploy = command(plan, "run", "jobs", "deploy")
+    run_args = next(a for a in deploy if a.startswith("--args=")).removeprefix("--args=").split(",")
+    assert run_args[:2] == ["-m", "producer.cloudjob"]
+    assert cloudjob_parser().parse_args(run_args[2:]).job_id == DECODE.job_id
+    plan_run = next(argv for argv in gcloud_commands(plan) if "--tasks=1" in argv)
+    parsed = cloudjob_parser().parse_args(next(a for a in plan_run if a.startswith("--args="))
+                                          .removeprefix("--args=").split(",")[2:])
+    assert (parsed.source, parsed.job_id, parsed.chunks, parsed.fps, parsed.max_side) == (
+        VIDEO, DECODE.job_id, 40, 5.0, 960)
+    env = dict(kv.split("=", 1) for kv in next(a for a in deploy if a.startswith("--set-env-vars="))
+               .removeprefix("--set-env-vars=").split(","))
+    settings = load_settings(environ={**env, "FRAME_FANOUT_SETTINGS": str(tmp_path / "none.json")})
+    assert (settings.project, settings.topic, settings.bucket) == (
+        "ff-test-project", "frame-fanout-frames", "ff-test-project-frame-fanout")
+
+
+def test_decoder_identity_is_least_privilege() -> None:
+    decoder = f"serviceAccount:frame-fanout-decode{SA}"
+    assert sorted(role_bindings(decode_plan(BASE, DECODE))) == sorted([
+        ("storage buckets add-iam-policy-binding gs://ff-videos", decoder, "roles/storage.objectViewer"),
+        (f"storage buckets add-iam-policy-binding {BUCKET}", decoder, "roles/storage.objectUser"),
+        ("pubsub topics add-iam-policy-binding frame-fanout-frames", decoder, "roles/pubsub.publisher"),
+    ])
+    same_bucket = dataclasses.replace(DECODE, video="gs://ff-test-project-frame-fanout/in/v.mp4")
+    assert len(role_bindings(decode_plan(BASE, same_bucket))) == 2
+    assert not any("projects add-iam-policy-binding" in line for line in flat(decode_plan(BASE, DECODE)))
+
+
+def test_decode_resume_skips_the_plan_and_a_given_image_skips_the_build() -> None:
+    resumed = decode_plan(BASE, DecodeOptions(video=VIDEO, tasks=40, resume=DECODE.job_id,
+                                              producer_image="eu.gcr.io/p/producer:1"))
+    assert [words for _, words in outline(resumed)][-3:] == [
+        f"run jobs deploy {JOB}", f"run jobs execute {JOB}", f"run jobs delete {JOB}"]
+    text = "\n".join(flat(resumed))
+    assert "--tasks=1" not in text and "builds submit" not in text and "--image=eu.gcr.io/p/producer:1" in text
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"video": "/tmp/long.mp4"}, "--video '/tmp/long.mp4': expected gs://BUCKET/OBJECT (the video must be in Cloud "
+                                 "Storage; upload it with gcloud storage cp)"),
+    ({"video": "gs://bkt/a,b.mp4"}, "--video 'gs://bkt/a,b.mp4': a ',' cannot be passed in a Cloud Run job's "
+                                    "arguments; rename the object"),
+    ({"tasks": 0}, "--tasks 0: must be 1..1000"),
+    ({"tasks": 1001}, "--tasks 1001: must be 1..1000"),
+    ({"parallelism": 41}, "--parallelism 41: must be 1..--tasks (40)"),
+    ({"task_timeout": 10}, "--task-timeout 10: must be 60..604800 seconds"),
+    ({"max_retries": 11}, "--max-retries 11: must be 0..10"),
+    ({"job_id": "Bad_Id"}, "--job-id: invalid job id 'Bad_Id': upper-case letters are not allowed"),
+    ({"resume": "long-20261201t101500-a1b2", "job_id": None}, "--fps cannot be used with --resume: the job keeps "
+                                                              "the options it was planned with"),
+    ({"resume": "other", "fps": None, "max_side": None}, "--job-id and --resume name different jobs: give --resume "
+                                                         "JOB only"),
+])
+def test_bad_decode_options_are_one_line(change: dict, message: str) -> None:
+    with pytest.raises(OptionsError) as caught:
+        decode_plan(BASE, dataclasses.replace(DECODE, **change))
+    assert str(caught.value) == message
+
+
+def test_cli_plan_video_prints_the_decode_job_and_decode_needs_a_video(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["plan", "--project", "ff-test-project", "--region", "europe-west1", "--tag", "t1", "--video", VIDEO,
+            "--tasks", "8", "--job-id", "cams-1"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# python -m deploy.gcp decode: project ff-test-project, region europe-west1, deployment "
+                          "frame-fanout, target pipeline, mode a Cloud Run job")
+    assert "# job cams-1: follow it with `collector wait --job cams-1`" in out
+    assert f"run jobs execute {job_name(BASE, 'cams-1')} --region=europe-west1" in out
+    assert cli.main(["decode", "--project", "ff-test-project", "--region", "europe-west1"]) == 1
+    assert capsys.readouterr().err == "error: decode needs --video gs://BUCKET/OBJECT\n"
+    assert cli.main(args + ["--down"]) == 1
+    assert capsys.readouterr().err == "error: --video shows the decode job's plan: without --down or --autoscale\n"
+
+
 # --------------------------------------------------------------------------- the runner (fake gcloud)
 
 
@@ -803,6 +937,9 @@ def every_command(folder: Path) -> list[list[str]]:
             values[placeholder] = str(path)
         for argv in gcloud_commands(plan):
             unique[tuple(substitute(argv, values))] = None
+    for options, decode in DECODE_COMBINATIONS:
+        for argv in gcloud_commands(decode_plan(options, decode)):
+            unique[tuple(argv)] = None
     return [list(argv) for argv in unique]
 
 
@@ -814,6 +951,8 @@ CANARIES = [  # commands gcloud must refuse: proof that the check tells argument
     ["gcloud", "beta", "run", "worker-pools", "update", "p", "--region=europe-west1", "--scaling=-1"],
     ["gcloud", "storage", "buckets", "add-iam-policy-binding", "gs://b", "--member=user:a@b.c", "--role=r",
      "--condition=^;^title=t;expresion=true"],
+    ["gcloud", "run", "jobs", "execute", "j", "--region=europe-west1", "--tasks=1", "--bogus-flag"],
+    ["gcloud", "run", "jobs", "deploy", "j", "--image=i", "--region=europe-west1", "--tasks=abc"],
 ]
 
 
@@ -856,6 +995,7 @@ def test_every_generated_command_parses_in_the_installed_gcloud(tmp_path: Path) 
     assert all(canaries), f"gcloud accepted a command it should refuse: {CANARIES[canaries.index(None)]}"
     assert len(commands) > 100
     for words in (["beta", "run", "worker-pools", "deploy"], ["beta", "run", "worker-pools", "update"],
-                  ["beta", "run", "worker-pools", "delete"], ["parametermanager", "parameters", "versions", "create"]):
+                  ["beta", "run", "worker-pools", "delete"], ["parametermanager", "parameters", "versions", "create"],
+                  ["run", "jobs", "deploy"], ["run", "jobs", "execute"], ["run", "jobs", "delete"]):
         assert any(argv[1:1 + len(words)] == words for argv in commands), words
     assert not problems, f"{len(problems)} of {len(commands)} gcloud commands were refused:\n" + "\n".join(problems)
