@@ -4,6 +4,8 @@ Usage::
 
     python -m producer.benchmark ~/.cache/frame-fanout/media/vtest.avi --local [--repeat 3]
     python -m producer.benchmark ~/.cache/frame-fanout/media/vtest.avi --local --stalled [--loops 12] [--seconds 40]
+    python -m producer.benchmark ~/.cache/frame-fanout/media/vtest.avi --local --parallel 2 [--repeat 3]
+    python -m producer.benchmark hd1080 --local --parallel 2     # a 20 s 1080p H.264 clip made from vtest.avi
 
 ``--local`` starts its own Pub/Sub emulator and storage emulator (subprocesses on free ports, a
 topic without subscriptions, stopped at the end); without it, settings (topic, bucket, emulators)
@@ -15,6 +17,14 @@ topic. Runs alternate so that machine noise hits both alike; prints one JSON obj
 summary line with the medians and their ratio. One pass of each comes first and is left out of
 the figures (``"warmup": true``): the Pub/Sub emulator is a JVM, and while its JIT compiles the
 publish path it spends 2-3 ms of CPU per frame on these same cores, against about 0.6 ms once warm.
+
+``--parallel N``: the same file published by the sequential producer (``--parallel 1``: OpenCV, one process) and
+by ``N`` processes in chunks, alternating, after a warm-up round of each; prints per run frames/s, the CPU per frame
+of the producer's processes (the coordinator and its workers) and of the emulator, and the medians' ratio, both
+parallel / sequential and parallel / (cores x sequential) — issue 17's measure, whose target is 0.8. ``hd1080`` as
+VIDEO is a 20-second 1920x1080 25 fps H.264 clip (B-frames, keyframe every 2 s, grain for a camera's ~8 Mbit/s)
+made from vtest.avi by :func:`producer.clips.make_h264_clip` on first use and cached in
+``$FRAME_FANOUT_CACHE/media/generated/`` (never committed).
 
 ``--stalled``: publishes the video ``--loops`` times over (a long video) while the Pub/Sub emulator
 is frozen with SIGSTOP right after the job starts — a stalled endpoint: TCP connections stay open,
@@ -29,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import resource
 import signal
 import statistics
 import sys
@@ -75,11 +86,72 @@ def measure_decode_encode(video: str, jpeg_quality: int) -> Measurement:
 
 
 def measure_producer(video: str, jpeg_quality: int, settings: Settings) -> Measurement:
-    """A full producer job into the configured topic (wall time including manifest writes)."""
+    """A full producer job into the configured topic (wall time including manifest writes), one process."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    report = run_job(video, ProducerOptions(jpeg_quality=jpeg_quality).validated(), settings)
+    report = run_job(video, ProducerOptions(jpeg_quality=jpeg_quality, parallel=1).validated(), settings)
     return Measurement("producer", report.frames_published, time.perf_counter() - started,
                        time.process_time() - cpu_started)
+
+
+def cpu_with_children() -> float:
+    """CPU seconds of this process and of its children that have ended (the parallel job's workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def measure_job(video: str, jpeg_quality: int, settings: Settings, parallel: int) -> Measurement:
+    """A full job with ``parallel`` processes (1: the sequential producer); CPU includes the worker processes."""
+    started, cpu_started = time.perf_counter(), cpu_with_children()
+    report = run_job(video, ProducerOptions(jpeg_quality=jpeg_quality, parallel=parallel).validated(), settings)
+    what = "sequential" if parallel == 1 else f"parallel {parallel}"
+    return Measurement(what, report.frames_published, time.perf_counter() - started, cpu_with_children() - cpu_started)
+
+
+HD_CLIP = "hd1080"
+"""The VIDEO name of the generated 1080p clip."""
+
+
+def hd_clip() -> Path:
+    """The 20 s 1080p H.264 clip, made from vtest.avi on first use and cached outside the repository."""
+    from framecontract.assets import asset_path
+    from framecontract.settings import cache_dir
+    from producer.clips import make_h264_clip
+
+    path = cache_dir() / "media" / "generated" / "hd1080-25fps-20s-grain4.mp4"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"making {path} from vtest.avi (once; about a minute)", file=sys.stderr)
+        partial = path.with_suffix(".partial.mp4")
+        make_h264_clip(partial, asset_path("vtest"), 1920, 1080, 500, fps=25, keyint=50, bframes=3, grain=4.0)
+        partial.rename(path)
+    return path
+
+
+def compare_parallel(video: str, processes: int, repeat: int, jpeg_quality: int, settings: Settings,
+                     emulator_pgid: int | None = None, warmup: int = 1) -> dict[str, Any]:
+    """Alternate sequential and ``processes``-process jobs on ``video``; print each run; return the medians."""
+    load_before = os.getloadavg()[0]
+    runs: dict[int, list[float]] = {1: [], processes: []}
+    for round_number in range(warmup + repeat):
+        for parallel in (1, processes):
+            emulator_before = group_cpu_seconds(emulator_pgid)
+            m = measure_job(video, jpeg_quality, settings, parallel)
+            if round_number >= warmup:
+                runs[parallel].append(m.frames_per_second)
+            line = {**asdict(m), "frames_per_second": round(m.frames_per_second, 1),
+                    "cpu_ms_per_frame": round(1000 * m.cpu_seconds / m.frames, 2), "warmup": round_number < warmup}
+            emulator_after = group_cpu_seconds(emulator_pgid)
+            if emulator_before is not None and emulator_after is not None:
+                line["emulator_cpu_ms_per_frame"] = round(1000 * (emulator_after - emulator_before) / m.frames, 2)
+            print(json.dumps(line), flush=True)
+    sequential, parallel = statistics.median(runs[1]), statistics.median(runs[processes])
+    cores = os.cpu_count() or 1
+    print(f"{Path(video).name}: sequential {sequential:.1f} frames/s, --parallel {processes} {parallel:.1f} frames/s, "
+          f"ratio {parallel / sequential:.2f}; to {cores} cores x sequential {parallel / (cores * sequential):.2f} "
+          f"(median of {repeat}, after {warmup} warm-up round(s)); load average before/after "
+          f"{load_before:.1f}/{os.getloadavg()[0]:.1f} on {cores} CPUs", file=sys.stderr)
+    return {"sequential_fps": sequential, "parallel_fps": parallel, "ratio": parallel / sequential,
+            "ratio_to_cores": parallel / (cores * sequential)}
 
 
 def group_cpu_seconds(pgid: int | None) -> float | None:
@@ -236,8 +308,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stalled", action="store_true", help="measure RSS with a frozen Pub/Sub (needs --local)")
     parser.add_argument("--loops", type=int, default=12, help="--stalled: play the video this many times")
     parser.add_argument("--seconds", type=float, default=40.0, help="--stalled: how long to sample RSS")
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="compare N processes in chunks with the sequential producer on VIDEO ('hd1080': a "
+                             "generated 1080p H.264 clip)")
     args = parser.parse_args(argv)
     quiet_decoder_logs()
+    if args.video == HD_CLIP:
+        args.video = str(hd_clip())
+    if args.parallel is not None:
+        if args.parallel < 2:
+            parser.error("--parallel compares N >= 2 processes with the sequential producer")
+        if not args.local:
+            compare_parallel(args.video, args.parallel, args.repeat, args.jpeg_quality, load_settings(),
+                             warmup=args.warmup)
+            return 0
+        with local_emulators() as (settings, pubsub):
+            compare_parallel(args.video, args.parallel, args.repeat, args.jpeg_quality, settings,
+                             emulator_pgid=pubsub.pgid, warmup=args.warmup)
+        return 0
     if args.stalled and not args.local:
         parser.error("--stalled freezes the Pub/Sub emulator, so it needs --local")
     if not args.local:

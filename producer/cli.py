@@ -37,7 +37,7 @@ from typing import NoReturn
 from framecontract.clients import NoCredentialsError
 from framecontract.manifest import DEFAULT_HEARTBEAT_INTERVAL_S, STALE_AFTER_HEARTBEATS, STALE_AFTER_MIN_S
 from framecontract.settings import SettingsError, load_settings
-from producer.chunkedjob import default_processes
+from producer.chunkedjob import DEFAULT_PARALLEL_MIN_FRAMES, default_processes
 from producer.errors import ProducerError, UsageError
 from producer.job import resume_job, run_job
 from producer.options import (
@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_HEARTBEAT_INTERVAL_S:g}; with --resume, the job's)")
     parser.add_argument("--parallel", type=int, metavar="N",
                         help="publish a video file in keyframe-aligned chunks by N processes, exactly as one process "
-                             "would (default: one per core, here "
-                             f"{default_processes()}; 1: one process; live sources and folders use one)")
+                             f"would (default: one per core, here {default_processes()}, for files of "
+                             f"{DEFAULT_PARALLEL_MIN_FRAMES:,} frames or more; 1: one process; live sources and "
+                             "folders use one)")
     parser.add_argument("--resume", metavar="JOB",
                         help="continue job JOB (a video file or folder of images whose producer died, stopped or "
                              "failed) from the first frame not confirmed, with the job's own options; SOURCE must be "

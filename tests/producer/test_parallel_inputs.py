@@ -75,6 +75,21 @@ def test_each_refusal_is_one_exact_line(tmp_path: Path, clip: Path, capsys: pyte
         "error: --fps cannot be used with --resume: a resumed job keeps the options it started with — omit --fps")
 
 
+def test_without_parallel_a_short_file_takes_one_process_and_a_long_one_all(pubsub_settings: Settings,
+                                                                            vtest_path: Path, tmp_path: Path) -> None:
+    long_clip = tmp_path / "long.avi"  # MJPEG: every frame a keyframe
+    writer = cv2.VideoWriter(str(long_clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(2000):
+        writer.write(np.full((48, 64, 3), i % 250, np.uint8))
+    writer.release()
+    short = run_job(vtest_path, job_options(job_id="short"), pubsub_settings, default_parallel=2)
+    long = run_job(long_clip, job_options(job_id="long", fps=2), pubsub_settings, default_parallel=2)
+    assert (short.chunks, short.frames_published) == (0, 795)
+    assert (long.chunks, long.processes, long.frames_published) == (8, 2, 160)
+    assert read_manifest(pubsub_settings, "long").options["parallel"] == 2
+    pull_all(pubsub_settings, expected=955)
+
+
 def test_a_sequential_job_resumes_sequentially(pubsub_settings: Settings, clip: Path) -> None:
     stop = StopRequest()
     stop.request("test: stopped before the first frame")
