@@ -91,8 +91,12 @@ def gcs_fingerprint(ranges: GcsRanges) -> dict[str, Any]:
 
 def run_chunked_job(source: str, options: JobOptions, settings: Settings, processes: int, *, clients: Any = None,
                     stop: StopRequest | None = None, handle_signals: bool = False, show_progress: bool = False,
-                    inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES, worker_target: Any = None) -> Any:
-    """Publish a video file or ``gs://`` object in chunks by ``processes`` processes; the job's report."""
+                    inline_limit_bytes: int = MAX_INLINE_PAYLOAD_BYTES, worker_target: Any = None,
+                    min_frames: int = 0) -> Any:
+    """Publish a video file or ``gs://`` object in chunks by ``processes`` processes; the job's report.
+
+    A local file of fewer than ``min_frames`` frames is published by one process instead (``run_job`` passes
+    :data:`DEFAULT_PARALLEL_MIN_FRAMES` when ``--parallel`` was not given)."""
     from producer.job import JobClients, check_topic, job_name_of, manifest_for, run_job
 
     if is_gcs_uri(source):
@@ -103,7 +107,7 @@ def run_chunked_job(source: str, options: JobOptions, settings: Settings, proces
     else:
         opened = open_source(source, options)  # OpenCV, first frame decoded: bad input fails as it always has
         count = opened.info.frame_count
-        if options.parallel is None and count is not None and count < DEFAULT_PARALLEL_MIN_FRAMES:
+        if count is not None and count < min_frames:
             log.info("%s: %d frames, too short for worker processes to pay off; publishing it with one process",
                      source, count)
             return run_job(opened, options, settings, clients=clients, stop=stop, handle_signals=handle_signals,

@@ -202,13 +202,14 @@ def run_job(
     if not isinstance(options, JobOptions):
         raise TypeError(f"run_job takes checked options (ProducerOptions.validated()), not {type(options).__name__}")
     if not isinstance(source, FrameSource):
-        from producer.chunkedjob import chunked_processes, run_chunked_job
+        from producer.chunkedjob import DEFAULT_PARALLEL_MIN_FRAMES, chunked_processes, run_chunked_job
 
         processes = chunked_processes(os.fspath(source), options, default_parallel)
         if processes:
             return run_chunked_job(os.fspath(source), options, settings, processes, clients=clients, stop=stop,
                                    handle_signals=handle_signals, show_progress=show_progress,
-                                   inline_limit_bytes=inline_limit_bytes)
+                                   inline_limit_bytes=inline_limit_bytes,
+                                   min_frames=DEFAULT_PARALLEL_MIN_FRAMES if options.parallel is None else 0)
         source = open_source(os.fspath(source), options)
     with closing(source):
         policy = options.policy_for(is_live(source.info))
