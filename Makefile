@@ -44,6 +44,7 @@ test: setup
 # Benchmarks, each against a baseline measured in the same run (ratios; see README "Benchmarks").
 bench: setup
 	$(PY) -m producer.benchmark $$($(PY) -m deploy.assets path vtest) --local --repeat 5
+	$(PY) -m producer.benchmark hd1080 --local --parallel $$(( $$(nproc) > 1 ? $$(nproc) : 2 )) --repeat 3
 	$(PY) -m worker.benchmark --frames 150 --repeat 3
 	$(PY) -m worker.detectors.benchmark
 	$(PY) -m collector.bench

@@ -23,6 +23,14 @@ Modules, functional core first:
 - :mod:`producer.publishing` — batched, flow-controlled publishing with success/failure counts.
 - :mod:`producer.progress` — the run of frames Pub/Sub confirmed, and the heartbeat that writes it to the manifest.
 - :mod:`producer.resume` — ``--resume``: what may be resumed, the source's fingerprint, leaving out what was published.
+- ``--parallel`` (a file in keyframe-aligned chunks, exactly the sequential result): :mod:`producer.demux` (the
+  demux pass: packets, no decoding), :mod:`producer.chunks` (every frame planned, the chunks cut; pure),
+  :mod:`producer.chunkprogress` (each chunk's confirmed run, the job's contiguous prefix; pure),
+  :mod:`producer.byteranges` (a file or a ``gs://`` object by byte range), :mod:`producer.chunkdecode` (one chunk
+  decoded from its bytes, OpenCV's pixels), :mod:`producer.chunkpublish` (one chunk published),
+  :mod:`producer.parallel` (the coordinator and its worker processes), :mod:`producer.chunkedjob` (which sources,
+  starting and resuming), :mod:`producer.cloudjob` (the Cloud Run job's tasks), :mod:`producer.clips` (test and
+  benchmark clips).
 - :mod:`producer.storage` — the job's manifest and claim-check payloads in GCS.
 - :mod:`producer.stopping` — SIGINT/SIGTERM turned into a clean stop.
 - :mod:`producer.job` — one job from start to final manifest.
