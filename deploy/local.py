@@ -4,6 +4,7 @@ Usage::
 
     python -m deploy.local up [--workers 2] [--port 8080] [--topic frames] [--bucket frames] ...
     python -m deploy.local status
+    python -m deploy.local restart      # workers killed or crashed: start them again, emulators untouched
     python -m deploy.local down
 
     handle = start_stack(StackConfig(port=None, stack_dir=tmp))   # Python API (tests, deploy/demo.py)
@@ -49,6 +50,7 @@ from deploy.stack_config import (
     StackConfig,
     StackConfigError,
     StackState,
+    config_from_dict,
     config_to_dict,
     dead_letter_subscription_request,
     gunicorn_command,
@@ -161,7 +163,7 @@ def create_topics(emulator_host: str, config: StackConfig) -> None:
 
 def create_frames_subscription(emulator_host: str, config: StackConfig, worker_url: str) -> None:
     """The subscription that delivers frames: pull (for ``worker.pull``) or push to the workers' endpoint;
-    both with the retry policy and the dead-letter policy."""
+    both with the dead-letter policy (and no retry policy: deploy.stack_config.RETRY_POLICY says why)."""
     _publisher, subscriber = pubsub_admin_clients(emulator_host)
     request = (pull_subscription_request(config) if config.mode == "pull"
                else push_subscription_request(config, worker_url))
@@ -320,10 +322,55 @@ def gunicorn_has_control_socket() -> bool:
     return any("--no-control-socket" in (getattr(s, "cli", None) or []) for s in gconfig.KNOWN_SETTINGS)
 
 
-def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settings_file: Path) -> dict[str, str]:
+def restart_workers(handle: StackHandle, say: Say | None = None) -> list[str]:
+    """Start the stack's worker components again that are no longer running (killed, crashed), with the
+    command and environment ``up`` gave them, and wait until they are ready. The emulators, and the
+    results and messages they hold, are untouched. Returns the names restarted.
+
+    Usage: ``os.killpg(handle.processes["pull-workers"].pgid, signal.SIGKILL); restart_workers(handle)``
+    """
+    say = say or _quiet
+    if handle.settings is None:
+        raise StackError(f"the stack in {handle.stack_dir} did not finish starting; nothing to restart")
+    config = config_from_dict(handle.state.config)
+    restarted = []
+    for name in (WORKERS, PULL_WORKERS):
+        proc = handle.processes.get(name)
+        if proc is None or proc.alive():
+            continue
+        env = _worker_env(config, handle.settings, handle.stack_dir, handle.settings_file, fresh_metrics=False)
+        _forget_dead_gauges(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+        if proc.popen is not None:
+            proc.popen.poll()  # reap the dead one
+        say(f"restarting {name}: {' '.join(proc.cmd)}")
+        new = spawn(name, list(proc.cmd), proc.log_path, env=env, cwd=REPO_ROOT, url=proc.url)
+        handle.processes[name] = new
+        handle.state.components = [_record(new) if c.name == name else c for c in handle.state.components]
+        handle.state.write(handle.stack_dir)
+        assert new.url is not None
+        waited = wait_http_ok(new, new.url + READY_PATH, config.ready_timeout, progress=5, say=say)
+        say(f"  {name} ready after {waited:.1f} s")
+        restarted.append(name)
+    return restarted
+
+
+def _forget_dead_gauges(metrics_dir: Path) -> None:
+    """Drop the live gauges (in flight, held, processes ready) of processes killed without a goodbye, which
+    would otherwise be summed forever, and tell a restarted supervisor its processes are ready too early."""
+    from prometheus_client import multiprocess
+
+    for path in metrics_dir.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            multiprocess.mark_process_dead(int(pid), str(metrics_dir))
+
+
+def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settings_file: Path,
+                fresh_metrics: bool = True) -> dict[str, str]:
     metrics_dir = stack_dir / "metrics"  # prometheus_client multiprocess mode: /metrics sums all workers
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    if fresh_metrics:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(settings.to_env())
     env.update({
@@ -415,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--app", default=d.app, help="WSGI app for gunicorn (module:callable)")
     up.add_argument("--ready-timeout", type=float, default=d.ready_timeout, help="seconds to wait for /readyz")
     sub.add_parser("down", help="stop what `up` started")
+    sub.add_parser("restart", help="start the workers again if they died (the emulators and their data stay)")
     sub.add_parser("status", help="show the stack's components")
     return parser
 
@@ -456,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handle is None:
             print(f"nothing running (no stack recorded in {args.stack_dir or fc_settings.stack_dir()})")
             return 1
+        if args.command == "restart":
+            restarted = restart_workers(handle, say=out)
+            print("restarted: " + ", ".join(restarted) if restarted else "the workers are running; nothing to do")
         return 0 if _print_status(handle) else 1
     except (StackError, StackConfigError, EmulatorError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -110,8 +110,11 @@ class GcsTransport:
     """Connections kept open for reuse; more threads than this still work (extra connections are closed)."""
     retries: int = DEFAULT_RETRIES
     backoff_s: float = 0.5
-    """First wait between attempts; it doubles each time, up to 32 s."""
+    """Waits between attempts: none before the first retry, then 2x, 4x, 8x ... this, up to 32 s (urllib3's)."""
     timeout: urllib3.Timeout = TIMEOUT_S
+    read_retries: int | None = None
+    """Attempts after a request was sent and its answer did not come (read timeout, connection lost mid-request);
+    ``None``: ``retries``. Each costs up to a whole read timeout, so a hung server is given fewer of them."""
     _pool: urllib3.PoolManager = field(init=False, repr=False)
     _auth_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _auth_request: Any = field(init=False, repr=False, default=None)
@@ -143,8 +146,9 @@ class GcsTransport:
 
     def retry_policy(self, methods: Collection[str]) -> urllib3.Retry:
         """Backoff on connection errors and :data:`RETRY_STATUSES`, for ``methods`` only."""
+        read = self.retries if self.read_retries is None else self.read_retries
         return urllib3.Retry(
-            total=self.retries, connect=self.retries, read=self.retries, status=self.retries,
+            total=self.retries, connect=self.retries, read=read, status=self.retries,
             status_forcelist=RETRY_STATUSES, backoff_factor=self.backoff_s, backoff_max=32,
             respect_retry_after_header=True, raise_on_status=False, allowed_methods=frozenset(methods),
         )

@@ -53,8 +53,18 @@ MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 """Largest claim-checked frame the worker downloads (its size is checked before the download)."""
 
 
-UPLOAD_RETRIES = 3
-UPLOAD_TIMEOUT = urllib3.Timeout(connect=5.0, read=20.0)
+UPLOAD_RETRIES = 5
+"""Retries of one upload when storage refuses or resets the connection, or answers 408/429/5xx."""
+UPLOAD_BACKOFF_S = 0.25
+"""urllib3's backoff: no wait before the first retry, then 0.5, 1, 2, 4 s: one upload rides out 7.5 s of
+refused connections before the frame fails as transient (and Pub/Sub redelivers it later)."""
+UPLOAD_READ_RETRIES = 1
+"""Retries after a request went unanswered: each costs a whole read timeout (a hung server)."""
+UPLOAD_TIMEOUT = urllib3.Timeout(connect=5.0, read=10.0)
+"""A simple upload of a frame's JPEG or record is answered in milliseconds; 10 s means trouble. With one read
+retry, a hung storage holds an upload at most 20 s, a frame (two uploads) 40 s: inside the local push ack
+deadline (60 s) unless the frame also waited its whole budget for the pipeline, and far inside Cloud Run's
+(600 s). Figures and the arithmetic per fault: docs/faults.md."""
 
 
 class ResultStore:
@@ -68,7 +78,8 @@ class ResultStore:
     @classmethod
     def from_settings(cls, settings: Settings, storage_client: Any) -> ResultStore:
         """Uploads over a :class:`GcsTransport` to the settings' storage, reads through ``storage_client``."""
-        transport = GcsTransport.from_settings(settings, READ_WRITE_SCOPE, retries=UPLOAD_RETRIES, backoff_s=0.2,
+        transport = GcsTransport.from_settings(settings, READ_WRITE_SCOPE, retries=UPLOAD_RETRIES,
+                                               backoff_s=UPLOAD_BACKOFF_S, read_retries=UPLOAD_READ_RETRIES,
                                                timeout=UPLOAD_TIMEOUT)
         return cls(storage_client.bucket(settings.bucket), transport)
 
