@@ -11,7 +11,10 @@ Usage::
 
 Settings (bucket, project, emulator) come from :func:`framecontract.settings.load_settings`:
 ``--bucket``/``--project`` > ``FRAMES_BUCKET``/``GOOGLE_CLOUD_PROJECT``/``STORAGE_EMULATOR_HOST`` >
-the local stack's settings file. Errors are one line, ``error: <what>``, and exit 1.
+the local stack's settings file. Errors are one line, ``error: <what>``, and exit 1. When the settings
+name a dead-letter subscription (``FRAMES_DEAD_LETTER_SUBSCRIPTION``; the local stack's settings do),
+``status``, ``wait`` and ``reassemble`` report the holes whose message was dead-lettered as
+``dead-lettered`` (:mod:`collector.deadletters`: read without consuming anything).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from collector.deadletters import DeadLetterError, DeadLetterReader
 from collector.errors import CollectorError
 from collector.follow_cli import add_analysis_arguments, add_follow_command, check_analysis
 from collector.outputs import UploadFailedError, check_destinations, is_gs_uri, prepare_outputs, upload_outputs
@@ -32,7 +36,7 @@ from collector.status import job_status, list_jobs, wait_for_job
 from collector.store import JobStore, checked_job_id
 from collector.timerange import TimePoint, check_range, parse_time
 from collector.video import DEFAULT_PRESET
-from framecontract.settings import SettingsError, load_settings
+from framecontract.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -47,24 +51,36 @@ exit codes:
   {EXIT_OK}    success (wait: every published frame processed)
   {EXIT_ERROR}    error (one line 'error: ...' on stderr)
   {EXIT_USAGE}    bad command line
-  {EXIT_DONE_WITH_ERRORS}    wait: done, but some frames have error records
+  {EXIT_DONE_WITH_ERRORS}    wait: done, but some frames have error records or were dead-lettered
   {EXIT_TIMED_OUT}    wait: timed out before the job was done
   {EXIT_PRODUCER_STALE}    wait: the producer is gone (manifest 'running', no heartbeat for --stale-after)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
 
-def _store(args: argparse.Namespace) -> JobStore:
+def _settings(args: argparse.Namespace) -> Settings:
     try:
-        settings = load_settings({"bucket": args.bucket, "project": args.project})
+        return load_settings({"bucket": args.bucket, "project": args.project})
     except SettingsError as exc:
         raise CollectorError(str(exc)) from None
-    return JobStore.from_settings(settings)
+
+
+def _store(args: argparse.Namespace) -> JobStore:
+    return JobStore.from_settings(_settings(args))
+
+
+def _dead_letters(args: argparse.Namespace) -> DeadLetterReader | None:
+    """The reader of the settings' dead-letter subscription; None (with a warning) when it cannot be made."""
+    try:
+        return DeadLetterReader.from_settings(_settings(args))
+    except DeadLetterError as exc:
+        print(f"warning: {exc}; frames without a result are reported as missing", file=sys.stderr)
+        return None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     checked_job_id(args.job)
-    status = job_status(_store(args), args.job, stale_after_s=args.stale_after)
+    status = job_status(_store(args), args.job, stale_after_s=args.stale_after, dead_letters=_dead_letters(args))
     print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
     return EXIT_OK
 
@@ -73,19 +89,24 @@ def _cmd_wait(args: argparse.Namespace) -> int:
     checked_job_id(args.job)
     status, outcome = wait_for_job(
         _store(args), args.job, timeout_s=args.timeout, poll_s=args.poll, progress=args.progress,
-        stale_after_s=args.stale_after,
+        stale_after_s=args.stale_after, dead_letters=_dead_letters(args),
     )
     print(_wait_line(status, outcome), file=sys.stderr)
     if outcome == "timed out":
         return EXIT_TIMED_OUT
     if outcome == "stale":
         return EXIT_PRODUCER_STALE
-    return EXIT_DONE_WITH_ERRORS if status.errors else EXIT_OK
+    return EXIT_DONE_WITH_ERRORS if status.errors or status.dead_lettered else EXIT_OK
 
 
 def _wait_line(status: JobStatus, outcome: str) -> str:
     total = status.published if status.published is not None else f"{status.at_least}+"
     head = f"job {status.job_id}: {status.processed} of {total} processed, {status.errors} errors"
+    if status.dead_lettered:
+        indices = format_ranges(d.frame_index for d in status.dead_lettered)
+        head += f", {len(status.dead_lettered)} dead-lettered ({indices})"
+    if status.dead_letter_problem:
+        head += f" (dead letters not read: {status.dead_letter_problem})"
     if outcome == "done":
         return f"{head}; done"
     missing = f", not done: {format_ranges(status.missing)}" if status.missing else ""
@@ -121,7 +142,7 @@ def _cmd_reassemble(args: argparse.Namespace) -> int:
             track=args.track or bool(args.lines),
             lines=tuple(args.lines),
         )
-        report = reassemble(store, options, outputs)
+        report = reassemble(store, options, outputs, dead_letters=_dead_letters(args))
         upload_outputs(store, outputs)
     except UploadFailedError:
         keep_scratch = True  # the reassembled files are the only copy

@@ -11,22 +11,25 @@ Nothing here does I/O: :mod:`collector.store` produces the :class:`ListedObject`
 :mod:`collector.reassemble` acts on the :class:`Timeline`.
 
 Rules (see docs/contract.md): a frame is *processed* when its detections object exists; it has
-*failed* when it has an error record and no detections; every other published index is *missing*
-(not yet processed, or lost). With a final manifest the expected indices are exactly
-``range(frames_published)``; while the producer is still running only the indices below the
-highest one seen can be called missing. A ``running`` job whose producer has written no heartbeat
-for its stale threshold (:meth:`framecontract.manifest.Manifest.stale_after_s`) is *stale*: the
-producer is gone and the job will not finish unless it is resumed.
+*failed* when it has an error record and no detections; it is *dead-lettered* when it has neither and
+Pub/Sub moved its message to the dead-letter topic (:mod:`collector.deadletters`, given to the planner
+as ``dead_letters``); every other published index is *missing* (not yet processed, or lost). With a
+final manifest the expected indices are exactly ``range(frames_published)``; while the producer is
+still running only the indices below the highest one seen can be called missing. A ``running`` job
+whose producer has written no heartbeat for its stale threshold
+(:meth:`framecontract.manifest.Manifest.stale_after_s`) is *stale*: the producer is gone and the job
+will not finish unless it is resumed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from collector.deadletters import DeadLetter
 from framecontract.layout import job_prefix, manifest_name, parse_result_name
 from framecontract.manifest import Manifest
 
@@ -187,7 +190,7 @@ def expected_frame_count(manifest: Manifest | None) -> int | None:
     return manifest.frames_published
 
 
-SlotKind = Literal["frame", "error", "missing"]
+SlotKind = Literal["frame", "error", "missing", "dead-lettered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,8 @@ class Slot:
     timestamp_us: int | None
     kind: SlotKind
     result: ListedFrame | None = None
+    dead_letter: DeadLetter | None = None
+    """For a ``dead-lettered`` slot: the dead letter (its timestamp is the frame's)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,8 @@ class Timeline:
     errors: tuple[int, ...]
     unexpected: tuple[int, ...] = ()
     """Indices at or beyond ``frames_published`` (should not exist); kept in the video, reported."""
+    dead_lettered: tuple[int, ...] = ()
+    """Indices with no result whose message Pub/Sub dead-lettered (not in ``missing``)."""
     images_missing: tuple[int, ...] = ()
     """Processed frames whose annotated JPEG is not there (cannot happen: the worker writes it first)."""
     duplicates: tuple[Duplicate, ...] = ()
@@ -219,13 +226,15 @@ class Timeline:
         return sum(1 for s in self.slots if s.kind == "frame")
 
 
-def plan_timeline(listing: JobListing, expected: int | None, holes_in: range | None = None) -> Timeline:
+def plan_timeline(listing: JobListing, expected: int | None, holes_in: range | None = None,
+                  dead_letters: Mapping[int, DeadLetter] | None = None) -> Timeline:
     """Order a job's frames for output: by (timestamp, index), holes placed by index.
 
     ``expected`` is the number of published frames (``None`` while unknown: then the holes are the
     indices below the highest one seen). ``holes_in`` narrows where holes are looked for (a listing of
     part of the job: only between the indices it covers). A processed frame becomes a ``frame`` slot, a failed one an
-    ``error`` slot, anything else with an index below ``expected`` a ``missing`` slot. A missing index
+    ``error`` slot, a hole whose message is in ``dead_letters`` (by frame index) a ``dead-lettered`` slot at
+    its own timestamp, anything else with an index below ``expected`` a ``missing`` slot. A missing index
     sorts right after the nearest known index below it (its timestamp is unknown), so holes at the
     start, middle and end land where they belong.
     """
@@ -241,7 +250,13 @@ def plan_timeline(listing: JobListing, expected: int | None, holes_in: range | N
     highest = listing.highest_index
     upper = expected if expected is not None else (highest + 1 if highest is not None else 0)
     candidates = range(upper) if holes_in is None else range(max(holes_in.start, 0), min(holes_in.stop, upper))
-    missing = [i for i in candidates if i not in known]
+    holes = [i for i in candidates if i not in known]
+    dead_letters = dead_letters or {}
+    dead = [i for i in holes if i in dead_letters]
+    for index in dead:
+        letter = dead_letters[index]
+        known[index] = Slot(index, letter.timestamp_us, "dead-lettered", dead_letter=letter)
+    missing = [i for i in holes if i not in dead_letters]
     unexpected = sorted(i for i in listing.frames if expected is not None and i >= expected)
 
     keyed = [((s.timestamp_us, s.frame_index, 0), s) for s in known.values()]
@@ -257,6 +272,7 @@ def plan_timeline(listing: JobListing, expected: int | None, holes_in: range | N
         missing=tuple(missing),
         errors=tuple(sorted(i for i, s in known.items() if s.kind == "error")),
         unexpected=tuple(unexpected),
+        dead_lettered=tuple(dead),
         images_missing=tuple(sorted(images_missing)),
         duplicates=listing.duplicates,
     )
@@ -328,7 +344,7 @@ class JobStatus:
     first_finished_at: dt.datetime | None
     last_finished_at: dt.datetime | None
     done: bool
-    """The manifest is final and every published frame is processed or failed."""
+    """The manifest is final and every published frame is processed, failed or dead-lettered."""
     stale: bool = False
     """The manifest says ``running`` but its producer has been silent past ``stale_after_s``."""
     heartbeat_at: str | None = None
@@ -338,6 +354,12 @@ class JobStatus:
     """The threshold used (the flag, else the job's); ``None`` when the manifest has no heartbeat."""
     confirmed: int = 0
     """Frames ``0..confirmed-1`` confirmed by Pub/Sub at the last heartbeat (the manifest's ``frames_confirmed``)."""
+    dead_lettered: tuple[DeadLetter, ...] = ()
+    """Frames without a result whose message Pub/Sub dead-lettered (not counted in ``missing``)."""
+    dead_letter_subscription: str | None = None
+    """Where dead letters were looked for; ``None``: not looked for (none configured, or no holes)."""
+    dead_letter_problem: str | None = None
+    """Why the dead letters could not be read (then every hole is reported as missing)."""
 
     @property
     def producer(self) -> str:
@@ -359,7 +381,9 @@ class JobStatus:
 
     @property
     def remaining(self) -> int | None:
-        return None if self.published is None else max(self.published - self.processed - self.errors, 0)
+        if self.published is None:
+            return None
+        return max(self.published - self.processed - self.errors - len(self.dead_lettered), 0)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -372,6 +396,10 @@ class JobStatus:
             "in_flight": self.in_flight,
             "missing": format_ranges(self.missing, max_runs=None) if self.missing else "",
             "missing_count": len(self.missing),
+            "dead_lettered": [d.to_dict() for d in self.dead_lettered],
+            "dead_lettered_count": len(self.dead_lettered),
+            "dead_letter_subscription": self.dead_letter_subscription,
+            "dead_letter_problem": self.dead_letter_problem,
             "remaining": self.remaining,
             "duplicates": self.duplicates,
             "rate_fps": self.rate_fps,
@@ -399,6 +427,7 @@ def summarise_status(
     now: dt.datetime,
     window_s: float = RECENT_RATE_WINDOW_S,
     stale_after_s: float | None = None,
+    dead_letters: Mapping[int, DeadLetter] | None = None,
 ) -> JobStatus:
     """Counts, holes, rate, ETA and producer liveness of a job. Pure: ``now`` is given.
 
@@ -406,10 +435,12 @@ def summarise_status(
     uses the recent rate (falling back to the average while the job is younger than the window) and
     is ``None`` while the number of published frames is unknown or nothing is finishing. A running
     job is ``stale`` when its heartbeat is older than ``stale_after_s`` (default: the job's own
-    threshold, :meth:`~framecontract.manifest.Manifest.stale_after_s`).
+    threshold, :meth:`~framecontract.manifest.Manifest.stale_after_s`). A hole whose message is in
+    ``dead_letters`` is dead-lettered, not missing, and counts as finished.
     """
     expected = expected_frame_count(manifest)
-    timeline = plan_timeline(listing, expected)
+    timeline = plan_timeline(listing, expected, dead_letters=dead_letters)
+    dead = tuple(s.dead_letter for s in timeline.slots if s.dead_letter is not None)
     done_frames = [f for f in listing.frames.values() if f.is_done and (expected is None or f.frame_index < expected)]
     processed = sum(1 for f in done_frames if f.is_processed)
     errors = sum(1 for f in done_frames if f.is_failed)
@@ -425,7 +456,7 @@ def summarise_status(
         if window > 0:
             since = now - dt.timedelta(seconds=window)
             recent = sum(1 for t in times if t >= since) / window
-    remaining = None if expected is None else max(expected - processed - errors, 0)
+    remaining = None if expected is None else max(expected - processed - errors - len(dead), 0)
     eta = None
     if remaining == 0:
         eta = 0.0
@@ -454,6 +485,7 @@ def summarise_status(
         heartbeat_age_s=manifest.heartbeat_age_s(now) if manifest is not None else None,
         stale_after_s=manifest.stale_after_s(stale_after_s) if manifest is not None else None,
         confirmed=manifest.frames_confirmed if manifest is not None and not manifest.is_final else 0,
+        dead_lettered=tuple(sorted(dead, key=lambda d: d.frame_index)),
     )
 
 
@@ -483,6 +515,14 @@ def format_status(status: JobStatus) -> str:
         f"in flight  {status.in_flight}",
         f"{missing_label:<10} {len(status.missing)}" + (f": {format_ranges(status.missing)}" if status.missing else ""),
     ]
+    if status.dead_lettered:
+        indices = [d.frame_index for d in status.dead_lettered]
+        attempts = sorted({d.delivery_attempts for d in status.dead_lettered if d.delivery_attempts})
+        after = f"after {'/'.join(map(str, attempts))} delivery attempts; " if attempts else ""
+        lines.append(f"dead-lettered {len(indices)}: {format_ranges(indices)} (Pub/Sub gave up on them {after}"
+                     f"kept in {status.dead_letter_subscription}; they are not retried unless published again)")
+    if status.dead_letter_problem:
+        lines.append(f"dead letters not read: {status.dead_letter_problem}")
     if status.duplicates:
         lines.append(f"duplicates {status.duplicates} (cannot happen by design; see `collector reassemble` report)")
     if status.rate_fps is not None or status.recent_rate_fps is not None:

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from collector.deadletters import DeadLetter, DeadLetterError, DeadLetterReader
 from collector.errors import CollectorError
 from collector.lines import LineSpec
 from collector.outputs import OutputPaths, prepare_outputs
@@ -76,7 +77,8 @@ MISSING_POLICIES: tuple[str, ...] = ("hold", "skip", "mark")
 T = TypeVar("T")
 R = TypeVar("R")
 
-HOLE_REASONS = {"missing": "no result", "error": "error record", "unreadable": "result unreadable"}
+HOLE_REASONS = {"missing": "no result", "error": "error record", "unreadable": "result unreadable",
+                "dead-lettered": "dead-lettered"}
 """Second line of the ``--missing mark`` banner, by the hole's status."""
 
 CSV_COLUMNS = (
@@ -266,6 +268,12 @@ class ReassemblyReport:
     missing: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[dict[str, Any]] = field(default_factory=list)
+    dead_lettered: list[dict[str, Any]] = field(default_factory=list)
+    """Frames with no result whose message Pub/Sub moved to the dead-letter topic (not in ``missing``)."""
+    dead_letter_subscription: str | None = None
+    """Where dead letters were read; ``None`` when none is configured."""
+    dead_letter_problem: str | None = None
+    """Why they could not be read (then such frames are in ``missing``)."""
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     unexpected_indices: list[int] = field(default_factory=list)
     images_missing: list[int] = field(default_factory=list)
@@ -279,8 +287,8 @@ class ReassemblyReport:
     """``--line``: per line its points, ``in``/``out`` totals and per-minute buckets."""
 
     @property
-    def holes(self) -> int:
-        return len(self.missing) + len(self.errors) + len(self.unreadable)  # images_missing are in missing
+    def holes(self) -> int:  # images_missing are in missing
+        return len(self.missing) + len(self.errors) + len(self.unreadable) + len(self.dead_lettered)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -360,6 +368,8 @@ def detections_line(fetched: Fetched, status: str, video_frame: int | None,
         line["error_class"] = record.error_class if isinstance(record, ErrorRecord) else None
     elif status == "unreadable":
         line["error"] = fetched.problem
+    elif status == "dead-lettered" and slot.dead_letter is not None:
+        line["error"] = slot.dead_letter.reason()
     return line
 
 
@@ -422,7 +432,8 @@ def select_range(timeline: Timeline, window: TimeRange | None, fps: float, job_i
 
 
 def _plan(
-    store: JobStore, job_id: str, manifest: Manifest, expected: int | None, options: ReassembleOptions
+    store: JobStore, job_id: str, manifest: Manifest, expected: int | None, options: ReassembleOptions,
+    dead_letters: dict[int, DeadLetter] | None = None,
 ) -> tuple[JobListing, Timeline, TimeRange | None, tuple[int | None, int | None] | None]:
     """List and plan the job: ``(listing, timeline, window, listed range)``.
 
@@ -444,19 +455,24 @@ def _plan(
             if listing.frames:
                 known = sorted(listing.frames)
                 holes = range(0 if span[0] is None else known[0], known[-1] + 1 if span[1] is not None else sys.maxsize)
-                timeline = plan_timeline(listing, expected, holes)
+                timeline = plan_timeline(listing, expected, holes, dead_letters)
                 if any(s.kind == "frame" and s.timestamp_us is not None and window.contains(s.timestamp_us)
                        for s in timeline.slots):
                     return listing, timeline, window, span
     listing = parse_listing(job_id, store.list_job(job_id))
-    timeline = plan_timeline(listing, expected)
+    timeline = plan_timeline(listing, expected, dead_letters=dead_letters)
     origin = _origin_us(manifest.clock, first_us, timeline)
     window = resolve_range(options.time_from, options.time_to, manifest.clock, origin) if ranged else None
     return listing, timeline, window, None
 
 
-def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths) -> ReassemblyReport:
-    """Reassemble one job into ``outputs``; :class:`CollectorError` for anything the user must fix."""
+def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths,
+               dead_letters: DeadLetterReader | None = None) -> ReassemblyReport:
+    """Reassemble one job into ``outputs``; :class:`CollectorError` for anything the user must fix.
+
+    With ``dead_letters``, the job's dead letters are read first (nothing is consumed) and the frames
+    they name that have no result are ``dead-lettered`` holes at their own timestamps, not ``missing``.
+    """
     started, cpu_started = time.perf_counter(), time.process_time()
     job_id = checked_job_id(options.job_id)
     manifest = store.require_manifest(job_id)
@@ -466,11 +482,18 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
             f"'collector wait --job {job_id}' or reassemble what exists with --partial"
         )
     expected = manifest.frames_published if manifest.is_final else None
-    listing, timeline, window, listed = _plan(store, job_id, manifest, expected, options)
+    letters, dead_letter_problem = None, None
+    if dead_letters is not None:
+        try:
+            letters = dead_letters.for_job(job_id)
+        except DeadLetterError as exc:
+            dead_letter_problem = str(exc)
+    listing, timeline, window, listed = _plan(store, job_id, manifest, expected, options, letters)
     if timeline.frame_slots == 0:
         raise CollectorError(
             f"job {job_id!r} has no processed frames to reassemble "
-            f"({plural(len(timeline.errors), 'error record')}, {len(timeline.missing)} missing)"
+            f"({plural(len(timeline.errors), 'error record')}, {len(timeline.missing)} missing"
+            + (f", {len(timeline.dead_lettered)} dead-lettered)" if timeline.dead_lettered else ")")
         )
     fps, fps_source = output_fps(manifest, timeline)
     slots = select_range(timeline, window, fps, job_id)
@@ -490,6 +513,9 @@ def reassemble(store: JobStore, options: ReassembleOptions, outputs: OutputPaths
         frames_expected=expected,
         frames_selected=len(slots),
         missing=[s.frame_index for s in slots if s.kind == "missing"],
+        dead_lettered=[s.dead_letter.to_dict() for s in slots if s.dead_letter is not None],
+        dead_letter_subscription=dead_letters.subscription_path if dead_letters is not None else None,
+        dead_letter_problem=dead_letter_problem,
         duplicates=[d.to_dict() for d in timeline.duplicates],
         unexpected_indices=list(timeline.unexpected),
         images_missing=list(timeline.images_missing),
@@ -555,7 +581,8 @@ def _write(
                     fetched.planes = None
                     report.frames_from_results += 1
                 else:
-                    status = {"error": "error", "missing": "missing"}.get(slot.kind, "unreadable")
+                    status = {"error": "error", "missing": "missing", "dead-lettered": "dead-lettered"}.get(
+                        slot.kind, "unreadable")
                     if status == "error":
                         record = fetched.record if isinstance(fetched.record, ErrorRecord) else None
                         report.errors.append(
@@ -639,6 +666,13 @@ def summary_paragraph(report: ReassemblyReport) -> str:
         shown = "; ".join(f"{e['frame_index']}: {e['reason']}" for e in report.errors[:3])
         more = f"; +{len(report.errors) - 3} more" if len(report.errors) > 3 else ""
         parts.append(f"{plural(len(report.errors), 'error record')} ({shown}{more}) {policy}.")
+    if report.dead_lettered:
+        shown = format_ranges(d["frame_index"] for d in report.dead_lettered)
+        attempts = sorted({d["delivery_attempts"] for d in report.dead_lettered if d["delivery_attempts"]})
+        after = f" after {'/'.join(map(str, attempts))} delivery attempts" if attempts else ""
+        parts.append(f"{len(report.dead_lettered)} dead-lettered ({shown}: Pub/Sub gave up on them{after}) {policy}.")
+    if report.dead_letter_problem:
+        parts.append(f"Dead letters not read ({report.dead_letter_problem}): frames without a result count as missing.")
     if report.unreadable:
         parts.append(f"{len(report.unreadable)} frames could not be read and were {policy}.")
     if report.images_missing:

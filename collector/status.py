@@ -18,6 +18,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
+from collector.deadletters import DeadLetterError, DeadLetterReader
 from collector.plan import UNREADABLE_MANIFEST, JobStatus, parse_listing, summarise_status
 from collector.store import JobStore, UnreadableManifestError, checked_job_id
 
@@ -25,12 +26,29 @@ WaitOutcome = Literal["done", "timed out", "stale"]
 
 
 def job_status(store: JobStore, job_id: str, now: dt.datetime | None = None,
-               stale_after_s: float | None = None) -> JobStatus:
-    """The status of one job; CollectorError for a bad id or unknown job."""
+               stale_after_s: float | None = None, dead_letters: DeadLetterReader | None = None,
+               dead_letters_when_final: bool = False) -> JobStatus:
+    """The status of one job; CollectorError for a bad id or unknown job.
+
+    With ``dead_letters``, a job with holes has its dead letters read (without consuming them) and
+    its holes split into dead-lettered and missing; ``dead_letters_when_final``: only once the
+    manifest is final (``wait`` polls: while the producer runs, holes are mostly frames in flight).
+    A dead-letter subscription that cannot be read is reported in ``dead_letter_problem``.
+    """
     job_id = checked_job_id(job_id)
     manifest = store.require_manifest(job_id)
     listing = parse_listing(job_id, store.list_job(job_id))
-    return summarise_status(manifest, listing, now or dt.datetime.now(dt.UTC), stale_after_s=stale_after_s)
+    now = now or dt.datetime.now(dt.UTC)
+    status = summarise_status(manifest, listing, now, stale_after_s=stale_after_s)
+    if dead_letters is None or not status.missing or (dead_letters_when_final and status.published is None):
+        return status
+    try:
+        letters = dead_letters.for_job(job_id)
+    except DeadLetterError as exc:
+        return dataclasses.replace(status, dead_letter_subscription=dead_letters.subscription_path,
+                                   dead_letter_problem=str(exc))
+    status = summarise_status(manifest, listing, now, stale_after_s=stale_after_s, dead_letters=letters)
+    return dataclasses.replace(status, dead_letter_subscription=dead_letters.subscription_path)
 
 
 def wait_for_job(
@@ -41,8 +59,9 @@ def wait_for_job(
     progress: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
     stale_after_s: float | None = None,
+    dead_letters: DeadLetterReader | None = None,
 ) -> tuple[JobStatus, WaitOutcome]:
-    """Poll until the job is done (manifest final, every published frame processed or failed).
+    """Poll until the job is done (manifest final, every published frame processed, failed or dead-lettered).
 
     Returns ``(last status, outcome)``: ``done``; ``timed out`` when ``timeout_s`` ran out; ``stale`` as
     soon as the manifest says ``running`` but its producer has written no heartbeat for
@@ -60,9 +79,10 @@ def wait_for_job(
     )
     try:
         while True:
-            status = job_status(store, job_id, stale_after_s=stale_after_s)
+            status = job_status(store, job_id, stale_after_s=stale_after_s, dead_letters=dead_letters,
+                                dead_letters_when_final=True)
             bar.total = status.published if status.published is not None else status.seen
-            bar.n = status.processed + status.errors
+            bar.n = status.processed + status.errors + len(status.dead_lettered)
             bar.set_postfix_str(f"{status.state}, {status.errors} errors", refresh=False)
             bar.refresh()
             if status.done:

@@ -194,6 +194,7 @@ def stack_settings(config: StackConfig, pubsub_host: str, storage_url: str, work
         pubsub_emulator_host=pubsub_host,
         storage_emulator_host=storage_url,
         worker_url=worker_url,
+        dead_letter_subscription=config.dead_letter_subscription,
     )
 
 

@@ -9,7 +9,8 @@ Precedence, highest first: explicit overrides (CLI flags) > environment variable
 file written by ``python -m deploy.local up`` > defaults.
 
 Environment variables: ``GOOGLE_CLOUD_PROJECT``, ``FRAMES_TOPIC``, ``FRAMES_SUBSCRIPTION``,
-``FRAMES_BUCKET``, ``PUBSUB_EMULATOR_HOST``, ``STORAGE_EMULATOR_HOST``,
+``FRAMES_BUCKET``, ``PUBSUB_EMULATOR_HOST``, ``STORAGE_EMULATOR_HOST``, ``FRAMES_DEAD_LETTER_SUBSCRIPTION``
+(the pull subscription that keeps the dead-letter topic's messages; the collector reads it),
 ``FRAME_FANOUT_SETTINGS`` (path of the settings file), ``FRAME_FANOUT_CACHE`` (cache folder).
 """
 
@@ -30,6 +31,7 @@ ENV_VARS = {
     "bucket": "FRAMES_BUCKET",
     "pubsub_emulator_host": "PUBSUB_EMULATOR_HOST",
     "storage_emulator_host": "STORAGE_EMULATOR_HOST",
+    "dead_letter_subscription": "FRAMES_DEAD_LETTER_SUBSCRIPTION",
 }
 
 
@@ -87,6 +89,15 @@ class Settings:
     pubsub_emulator_host: str | None = None
     storage_emulator_host: str | None = None
     worker_url: str | None = None
+    dead_letter_subscription: str | None = None
+    """The pull subscription on the dead-letter topic (``None``: not known; the collector then cannot tell a
+    dead-lettered frame from a missing one). Settings files written before it existed still load."""
+
+    @property
+    def dead_letter_subscription_path(self) -> str | None:
+        if not self.dead_letter_subscription:
+            return None
+        return subscription_path(self.project, self.dead_letter_subscription)
 
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, for a child process (``load_settings`` reads them back)."""
