@@ -64,6 +64,18 @@ class _Pair:
                 with contextlib.suppress(OSError):
                     sock.close()
 
+    def attach(self, upstream: socket.socket) -> bool:
+        """Set the upstream socket; False (and it is reset) if the pair was closed meanwhile. The storage
+        emulator serves one connection at a time: an upstream connection left open would stall it."""
+        with self.lock:
+            if not self.closed:
+                self.upstream = upstream
+                return True
+        with contextlib.suppress(OSError):
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        upstream.close()
+        return False
+
     def close(self) -> None:
         with self.lock:
             if self.closed:
@@ -118,6 +130,8 @@ class FaultProxy:
         """Stop listening: connecting now gets ECONNREFUSED (the accept thread ends by itself)."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # stops listening now, even while accept() is waiting
             listener.close()
 
     def set_mode(self, mode: Mode) -> None:
@@ -185,15 +199,18 @@ class FaultProxy:
             self._wait_flowing(pair)  # frozen: accepted, but not even connected upstream
             if pair.closed:
                 return
-            pair.upstream = socket.create_connection(self.upstream, timeout=10)
-            pair.upstream.settimeout(None)
+            upstream = socket.create_connection(self.upstream, timeout=10)
+            upstream.settimeout(None)
         except OSError:
             pair.reset()
             self._forget(pair)
             return
-        back = threading.Thread(target=self._pump, args=(pair, pair.upstream, pair.client), daemon=True)
+        if not pair.attach(upstream):
+            self._forget(pair)
+            return
+        back = threading.Thread(target=self._pump, args=(pair, upstream, pair.client), daemon=True)
         back.start()
-        self._pump(pair, pair.client, pair.upstream)
+        self._pump(pair, pair.client, upstream)
         back.join()
         pair.close()
         self._forget(pair)
