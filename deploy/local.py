@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the emulators and the workers, create topic/subscriptions/bucket")
     d = StackConfig()
     up.add_argument("--mode", choices=("pull", "push"), default=d.mode,
-                    help="how frames reach the workers: pull (default: StreamingPull processes, uses every core) "
+                    help="how frames reach the workers: pull (default: pull processes, uses every core) "
                          "or push (the emulator pushes 2 at a time to gunicorn)")
     up.add_argument("--workers", type=int, default=d.workers,
                     help="worker processes: pull workers in pull mode (and as many gunicorn processes for /predict)")

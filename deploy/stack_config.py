@@ -38,7 +38,7 @@ outage each setting rides out."""
 PUBSUB, STORAGE, WORKERS, PULL_WORKERS = "pubsub-emulator", "storage-emulator", "workers", "pull-workers"
 STOP_ORDER = (PUBSUB, PULL_WORKERS, WORKERS, STORAGE)
 MODES = ("pull", "push")
-"""How frames reach the workers: ``pull`` (StreamingPull processes, as many as asked, each holding a few
+"""How frames reach the workers: ``pull`` (pull processes, as many as asked, each holding a few
 messages: uses every core) or ``push`` (the emulator pushes to gunicorn, at most 2 requests in flight)."""
 
 
@@ -133,12 +133,18 @@ def push_subscription_request(config: StackConfig, worker_url: str) -> dict[str,
     }
 
 
+PULL_ACK_DEADLINE_S = 10
+"""The pull subscription's ack deadline: the pull workers' lease (``worker.pull.LEASE_S``), so a message
+needs no deadline change when it arrives, and one held by a process that died comes back within 10 s."""
+
+
 def pull_subscription_request(config: StackConfig) -> dict[str, Any]:
-    """The pull subscription of the pull workers: the push subscription's policies, no push endpoint."""
+    """The pull subscription of the pull workers: the push subscription's dead-letter policy, no push
+    endpoint, an ack deadline of :data:`PULL_ACK_DEADLINE_S` (the workers extend it while they hold a message)."""
     return {
         "name": subscription_path(config.project, config.subscription),
         "topic": topic_path(config.project, config.topic),
-        "ack_deadline_seconds": config.ack_deadline,
+        "ack_deadline_seconds": PULL_ACK_DEADLINE_S,
         "dead_letter_policy": {
             "dead_letter_topic": topic_path(config.project, config.dead_letter_topic),
             "max_delivery_attempts": config.max_delivery_attempts,

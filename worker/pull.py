@@ -1,4 +1,4 @@
-"""Pull workers: StreamingPull subscribers running the same frame handler as the push endpoint.
+"""Pull workers: Pub/Sub pull subscribers running the same frame handler as the push endpoint.
 
 Usage::
 
@@ -6,9 +6,16 @@ Usage::
     python -m worker.pull --processes 4 --max-held 3 --status-port 8081
 
 A supervisor starts ``--processes`` worker processes (one pipeline each, one inference thread) and
-restarts any that dies. Each process holds at most ``--max-held`` messages (the client extends their
-leases while they wait): one in inference, one being stored, one ready, so the model never waits on
-storage and nothing sits in a local buffer. Settling a message:
+restarts any that dies. Each process holds at most ``--max-held`` messages: one in inference, one being
+stored, one ready, so the model never waits on storage and nothing sits in a local buffer. It asks for
+messages with unary Pull requests for exactly as many as it has free slots, and extends the ack deadline
+of a message it has held for half of it (:class:`Leases`). Not StreamingPull: the Pub/Sub emulator hands
+a stream the whole backlog whatever its flow control says (measured: 100 of 100 messages went to the
+first stream of a client allowed 3), so a process killed there took every waiting frame down with it,
+each redelivered and counted as a delivery attempt, and with two kills frames were dead-lettered
+(docs/faults.md). Pulling only what it can start, a killed process loses at most ``--max-held``
+messages, which come back when their deadline runs out, on Google Cloud as on the emulator. Settling a
+message:
 
 - processed, duplicate, error recorded → ack (after both result objects are written);
 - unidentifiable (:class:`~worker.errors.BadRequestError`) → nack: redelivered until the dead-letter
@@ -17,10 +24,11 @@ storage and nothing sits in a local buffer. Settling a message:
   released with an ack deadline of a backoff that doubles with each delivery attempt (2 s … 60 s),
   so a failing dependency is retried slowly, never in a hot loop.
 
-On Google Cloud with exactly-once delivery on the subscription, acks go through
-``ack_with_response`` (the create-only writes stay the dedupe either way). SIGTERM or SIGINT: stop
-pulling, finish what is running, nack what is held, exit within ``--grace`` seconds. ``--status-port``
-serves ``/healthz``, ``/readyz`` (every process subscribed) and ``/metrics`` (all processes).
+Acks are Acknowledge requests, confirmed when they return (with exactly-once delivery on the
+subscription, as on Google Cloud, a failed ack is logged: the create-only writes stay the dedupe either
+way). SIGTERM or SIGINT: stop pulling, finish what is running, nack whatever is still held, exit within
+``--grace`` seconds. ``--status-port`` serves ``/healthz``, ``/readyz`` (every process pulling) and
+``/metrics`` (all processes).
 """
 
 from __future__ import annotations
@@ -55,7 +63,20 @@ DEFAULT_MAX_HELD = 3
 BACKOFF_MIN_S = 2
 BACKOFF_MAX_S = 60
 MAX_LEASE_S = 600
-"""How long the client keeps extending a held message's lease (a frame takes well under a second)."""
+"""How long a held message's ack deadline keeps being extended (a frame takes well under a second)."""
+LEASE_S = 10
+"""A held message's ack deadline, set when it arrives and extended by as much when half of it is gone: a
+process that dies without a goodbye (SIGKILL, OOM, a lost instance) has its messages delivered again
+within 10 s instead of the subscription's deadline (60 s). With exactly-once delivery, 60 s (as the
+client library does: shorter leases there risk acks that are refused)."""
+EXACTLY_ONCE_LEASE_S = 60
+PULL_WAIT_S = 5.0
+"""One Pull request waits at most this long for messages before the process asks again (and sees a stop)."""
+PULL_RETRY_S = 1.0
+"""Pause after a Pull request failed with a retryable error (Pub/Sub unavailable, too busy)."""
+EMPTY_PAUSE_S = 0.2
+"""Pause after an empty Pull response that came back early. The emulator holds an empty Pull ~4 s
+(measured); Google Cloud may answer one at once, and an idle subscription must not become a hot loop."""
 RESTART_BACKOFF_S = (1.0, 30.0)
 
 
@@ -140,11 +161,10 @@ class HeldMessages:
 
 
 class MessageSettler:
-    """The callback the subscriber runs for each message: handle it, then ack, nack or delay it."""
+    """What runs for each message: handle it, then ack, nack or delay it."""
 
-    def __init__(self, handler: Any, exactly_once: bool = False) -> None:
+    def __init__(self, handler: Any) -> None:
         self.handler = handler
-        self.exactly_once = exactly_once
         self.held = HeldMessages()
 
     def __call__(self, message: Any) -> None:
@@ -176,7 +196,7 @@ class MessageSettler:
                     "reason": exc.reason, "message_id": message.message_id, "retry_in_s": delay,
                     "delivery_attempt": message.delivery_attempt}})
                 message.modify_ack_deadline(delay)
-                message.drop()  # out of lease management: the server redelivers it after `delay`
+                message.drop()  # no longer extended: Pub/Sub delivers it again after `delay`
                 return
             except Exception:
                 PULL_NOT_ACKED.labels(error_class="unexpected").inc()
@@ -189,40 +209,145 @@ class MessageSettler:
             REQUEST_SECONDS.labels(route="pull").observe(time.perf_counter() - received)
             log.info(f"frame {outcome.status}", extra={"fields": outcome.log_fields(message.message_id)})
 
-    def _ack(self, message: Any) -> None:
-        if not self.exactly_once:
-            message.ack()
-            return
-        from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError
-
+    @staticmethod
+    def _ack(message: Any) -> None:
         try:
-            message.ack_with_response().result(timeout=60)
-        except AcknowledgeError as exc:  # the results are stored create-only: a redelivery is a duplicate
+            message.ack()
+        except Exception as exc:  # noqa: BLE001 - the results are stored create-only: a redelivery is a duplicate
             log.warning("ack not confirmed", extra={"fields": {"message_id": message.message_id,
-                                                               "error": exc.error_code.name}})
+                                                               "error": f"{type(exc).__name__}: {exc}"[:300]}})
 
 
-def count_lease_extensions(streaming_pull_future: Any) -> None:
-    """Count the lease extensions the client sends for held messages (``pull_lease_extensions_total``).
+class PulledMessage:
+    """One message from a Pull response, settled through the process's :class:`Leases`."""
 
-    The client library has no hook for this; its lease manager calls ``_send_lease_modacks`` of the
-    streaming pull manager (google-cloud-pubsub 2.44, pinned in constraints.txt). Without that method
-    the count stays 0 and a warning says why.
-    """
-    from worker.metrics import PULL_LEASE_EXTENSIONS
+    def __init__(self, received: Any, leases: Leases) -> None:
+        message = received.message
+        self.ack_id: str = received.ack_id
+        self.message_id: str = message.message_id
+        self.data: bytes = message.data
+        self.attributes = dict(message.attributes)
+        self.publish_time = message.publish_time or None
+        self.delivery_attempt: int | None = received.delivery_attempt or None
+        self.received_at = time.monotonic()
+        self.extended_at = self.received_at
+        self._leases = leases
 
-    manager = getattr(streaming_pull_future, "_manager", None)
-    original = getattr(manager, "_send_lease_modacks", None)
-    if original is None:
-        log.warning("cannot count lease extensions with this google-cloud-pubsub version")
-        return
+    def ack(self) -> None:
+        try:
+            self._leases.acknowledge(self)
+        finally:
+            self.drop()
 
-    def counting(ack_ids: Any, *args: Any, **kwargs: Any) -> Any:
-        ack_ids = list(ack_ids)
-        PULL_LEASE_EXTENSIONS.inc(len(ack_ids))
-        return original(iter(ack_ids), *args, **kwargs)
+    def nack(self) -> None:
+        """Available again at once (or after the subscription's retry policy's backoff, if it has one)."""
+        try:
+            self.modify_ack_deadline(0)
+        finally:
+            self.drop()
 
-    manager._send_lease_modacks = counting
+    def modify_ack_deadline(self, seconds: int) -> None:
+        self._leases.modify([self], seconds)
+
+    def drop(self) -> None:
+        """No longer held: its deadline is not extended any more."""
+        self._leases.forget(self)
+
+
+class Leases:
+    """The messages a process holds, and the Pub/Sub requests that settle them or extend their deadlines."""
+
+    def __init__(self, subscriber: Any, subscription: str, lease_s: int = LEASE_S,
+                 subscription_deadline_s: int | None = None) -> None:
+        self.subscriber = subscriber
+        self.subscription = subscription
+        self.ack_deadline_s = max(int(lease_s), 10)
+        self.set_on_arrival = subscription_deadline_s != self.ack_deadline_s
+        """Whether a new message's deadline must be changed to the lease (one request per Pull): not when the
+        subscription's own ack deadline is the lease already, as on the local stack."""
+        self._held: dict[str, PulledMessage] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, received: list[Any]) -> list[PulledMessage]:
+        """Hold the messages of a Pull response; their ack deadline becomes the lease (one request)."""
+        messages = [PulledMessage(item, self) for item in received]
+        with self._lock:
+            self._held.update((m.ack_id, m) for m in messages)
+        if not self.set_on_arrival:
+            return messages
+        try:
+            self.modify(messages, self.ack_deadline_s)
+        except Exception as exc:  # noqa: BLE001 - they keep the subscription's deadline; extended later
+            log.warning("could not set the lease of new messages", extra={"fields": {"error": str(exc)[:200]}})
+        return messages
+
+    def forget(self, message: PulledMessage) -> None:
+        with self._lock:
+            self._held.pop(message.ack_id, None)
+
+    def held(self) -> list[PulledMessage]:
+        with self._lock:
+            return list(self._held.values())
+
+    def acknowledge(self, message: PulledMessage) -> None:
+        self.subscriber.acknowledge(request={"subscription": self.subscription, "ack_ids": [message.ack_id]},
+                                    timeout=60)
+
+    def modify(self, messages: list[PulledMessage], seconds: int) -> None:
+        if messages:
+            self.subscriber.modify_ack_deadline(request={
+                "subscription": self.subscription, "ack_ids": [m.ack_id for m in messages],
+                "ack_deadline_seconds": int(seconds)}, timeout=60)
+
+    def extend_due(self, now: float | None = None) -> int:
+        """Extend by a whole ack deadline every held message that has used half of its current one (for at
+        most :data:`MAX_LEASE_S`); returns how many were extended."""
+        from worker.metrics import PULL_LEASE_EXTENSIONS
+
+        now = time.monotonic() if now is None else now
+        due = [m for m in self.held()
+               if now - m.extended_at >= self.ack_deadline_s / 2 and now - m.received_at < MAX_LEASE_S]
+        if not due:
+            return 0
+        try:
+            self.modify(due, self.ack_deadline_s)
+        except Exception as exc:  # noqa: BLE001 - tried again next round; a lapse means a redelivery, a duplicate
+            log.warning("lease extension failed", extra={"fields": {"messages": len(due), "error": str(exc)[:200]}})
+            return 0
+        for message in due:
+            message.extended_at = now
+        PULL_LEASE_EXTENSIONS.inc(len(due))
+        return len(due)
+
+    def release_all(self) -> int:
+        """Nack whatever is still held (stopping): Pub/Sub delivers it again at once, to another process."""
+        held = self.held()
+        try:
+            self.modify(held, 0)
+        except Exception as exc:  # noqa: BLE001 - they come back when their deadline runs out anyway
+            log.warning("could not release held messages", extra={"fields": {"error": str(exc)[:200]}})
+        with self._lock:
+            self._held.clear()
+        return len(held)
+
+
+def pull_messages(subscriber: Any, subscription: str, count: int, wait_s: float = PULL_WAIT_S) -> list[Any]:
+    """Up to ``count`` messages: one Pull request, waiting at most ``wait_s``; ``[]`` when none came or Pub/Sub
+    was briefly unavailable (asked again by the caller); other errors (no such subscription, no permission)
+    raise."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": count},
+                                   timeout=wait_s, retry=None)
+    except gexc.DeadlineExceeded:
+        return []
+    except (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.ResourceExhausted,
+            gexc.Unknown) as exc:
+        log.warning("pull failed, asking again", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
+        time.sleep(PULL_RETRY_S)
+        return []
+    return list(response.received_messages)
 
 
 def build_handler(config: PullConfig) -> Any:
@@ -247,49 +372,77 @@ def build_handler(config: PullConfig) -> Any:
 
 
 def run_process(config: PullConfig, stop: threading.Event, handler: Any | None = None) -> None:
-    """Subscribe and settle messages until ``stop`` is set; then drain within ``config.grace_s``.
+    """Pull and settle messages until ``stop`` is set; then drain within ``config.grace_s``.
 
     Usage (tests)::
 
         stop = threading.Event(); threading.Thread(target=run_process, args=(config, stop)).start()
     """
-    from google.cloud import pubsub_v1
-    from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
-
     from framecontract.clients import make_subscriber
     from worker.metrics import PULL_READY
 
     handler = handler or build_handler(config)
     subscriber = make_subscriber(config.settings)
+    path = config.subscription_path
+    executor = ThreadPoolExecutor(max_workers=config.max_held, thread_name_prefix="pull-frame")
     try:
-        found = subscriber.get_subscription(subscription=config.subscription_path, timeout=30)
-        exactly_once = bool(found.enable_exactly_once_delivery)
-        settler = MessageSettler(handler, exactly_once=exactly_once)
-        executor = ThreadPoolExecutor(max_workers=config.max_held, thread_name_prefix="pull-frame")
-        future = subscriber.subscribe(
-            config.subscription_path,
-            callback=settler,
-            flow_control=pubsub_v1.types.FlowControl(max_messages=config.max_held, max_lease_duration=MAX_LEASE_S),
-            scheduler=ThreadScheduler(executor=executor),
-            await_callbacks_on_shutdown=True,
-        )
-        count_lease_extensions(future)
+        found = subscriber.get_subscription(subscription=path, timeout=30)
+        leases = Leases(subscriber, path, EXACTLY_ONCE_LEASE_S if found.enable_exactly_once_delivery else LEASE_S,
+                        subscription_deadline_s=found.ack_deadline_seconds)
+        settler = MessageSettler(handler)
+        slots = threading.Semaphore(config.max_held)
+        leasing_done = threading.Event()
+        threading.Thread(target=_extend_leases, args=(leases, leasing_done), name="pull-leases", daemon=True).start()
+
+        def settle(message: PulledMessage) -> None:
+            try:
+                settler(message)
+            finally:
+                message.drop()
+                slots.release()
+
         PULL_READY.inc()
         log.info("pull worker ready", extra={"fields": {
-            "subscription": config.subscription_path, "max_held": config.max_held, "pid": os.getpid(),
-            "exactly_once": exactly_once, "bucket": config.settings.bucket}})
-        while not stop.wait(timeout=1.0):
-            if future.done():  # the stream ended by itself: a non-retryable error
-                future.result()
-        log.info("stopping: no new messages; finishing the running ones, nacking the rest")
-        PULL_READY.dec()
-        future.cancel()
+            "subscription": path, "max_held": config.max_held, "pid": os.getpid(),
+            "exactly_once": bool(found.enable_exactly_once_delivery), "ack_deadline_s": leases.ack_deadline_s,
+            "bucket": config.settings.bucket}})
         try:
-            future.result(timeout=config.grace_s)
-        except Exception as exc:  # noqa: BLE001 - cancellation surfaces as an error on some versions
-            log.info("subscriber stopped", extra={"fields": {"detail": type(exc).__name__}})
+            while not stop.is_set():
+                if not slots.acquire(timeout=0.5):
+                    continue
+                free = 1
+                while free < config.max_held and slots.acquire(blocking=False):
+                    free += 1
+                asked = time.monotonic()
+                received = pull_messages(subscriber, path, free)
+                if not received and time.monotonic() - asked < EMPTY_PAUSE_S:
+                    stop.wait(EMPTY_PAUSE_S)
+                for message in leases.hold(received):
+                    if stop.is_set():  # arrived after the stop: back to Pub/Sub at once
+                        message.nack()
+                        slots.release()
+                    else:
+                        executor.submit(settle, message)
+                for _ in range(free - len(received)):
+                    slots.release()
+        finally:
+            log.info("stopping: no new messages; finishing the running ones, nacking the rest")
+            PULL_READY.dec()
+            executor.shutdown(wait=False)
+            deadline = time.monotonic() + config.grace_s
+            while leases.held() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            leasing_done.set()
+            released = leases.release_all()
+            if released:
+                log.info("released unfinished messages", extra={"fields": {"messages": released}})
     finally:
         subscriber.close()
+
+
+def _extend_leases(leases: Leases, done: threading.Event) -> None:
+    while not done.wait(timeout=1.0):
+        leases.extend_due()
 
 
 def _one_process(config: PullConfig) -> int:

@@ -569,8 +569,9 @@ class Model:
     # -------------------------------------------------------------- Pub/Sub pull
 
     def free_proc(self) -> Proc | None:
-        """The process holding the fewest messages below its flow-control limit (StreamingPull hands a
-        message to a stream with room; the least loaded one is our assumption)."""
+        """The process holding the fewest messages below its limit (each process pulls only as many as
+        it has free slots; which one Pub/Sub answers first is not documented: the least loaded is our
+        assumption)."""
         for level, procs in enumerate(self.free_levels):
             while procs:
                 proc = procs[0]

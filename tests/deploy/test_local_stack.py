@@ -77,14 +77,16 @@ def test_push_subscription_request_fields() -> None:
     assert sub.dead_letter_policy.max_delivery_attempts == 7
 
 
-def test_pull_mode_is_the_default_and_its_subscription_has_the_same_policies() -> None:
+def test_pull_mode_is_the_default_and_its_subscription_has_the_same_policies_and_the_lease_as_deadline() -> None:
+    from worker.pull import LEASE_S
+
     config = StackConfig(project="p", topic="frames", ack_deadline=60, max_delivery_attempts=7)
     assert config.mode == "pull" and config.subscription == "frames-pull"
     request = pull_subscription_request(config)
     push = push_subscription_request(StackConfig(project="p", topic="frames", ack_deadline=60,
                                                  max_delivery_attempts=7, mode="push"), "http://x")
     assert request == {k: v for k, v in push.items() if k != "push_config"} | {
-        "name": "projects/p/subscriptions/frames-pull"}
+        "name": "projects/p/subscriptions/frames-pull", "ack_deadline_seconds": LEASE_S}
     from google.pubsub_v1.types import Subscription
 
     assert Subscription(request).dead_letter_policy.max_delivery_attempts == 7

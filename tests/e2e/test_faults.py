@@ -378,7 +378,10 @@ def test_a_frame_that_crashes_its_worker_is_dead_lettered_and_reported(fault_sta
         crashes = log.count("exited with code 1")
     record_figure("crashing-frame", mode=mode, frames=frames, delivery_attempts=letters[marked].delivery_attempts,
                   worker_crashes=crashes, dead_lettered_after_s=round(time.time() - started, 1))
-    assert 1 <= crashes <= MAX_ATTEMPTS
+    # Pull: one crash per delivery attempt at most. Push: the emulator has 2 pushes in flight, and a push whose
+    # connection broke is sent again at once on the other one without counting an attempt (measured: 10 worker
+    # exits for 5 attempts, in pairs within the same second), so up to 2 per attempt.
+    assert 1 <= crashes <= MAX_ATTEMPTS * (2 if mode == "push" else 1)
 
 
 # ---------------------------------------------------------------- the proxy itself

@@ -168,10 +168,9 @@ def test_storage_down_delays_redelivery_instead_of_a_hot_loop(pull_settings, run
     assert second - first >= 1.5, "a transient failure must come back after the backoff (2 s), not at once"
 
 
-def test_exactly_once_subscriptions_ack_with_response_and_keep_one_result(pubsub_settings, pipeline,
-                                                                          running_worker, vtest_jpeg) -> None:
-    """Exactly-once delivery: acks go through ack_with_response. The emulator accepts the setting but does
-    not enforce it (../shared/notes/emulators.md); the create-only writes keep one result either way."""
+def test_exactly_once_subscriptions_keep_one_result(pubsub_settings, pipeline, running_worker, vtest_jpeg) -> None:
+    """Exactly-once delivery: the lease becomes 60 s and acks are confirmed requests. The emulator accepts the
+    setting but does not enforce it (../shared/notes/emulators.md); the create-only writes keep one result."""
     settings = dataclasses.replace(pubsub_settings, subscription=pubsub_settings.subscription + "-eo")
     make_subscriber(settings).create_subscription(request={
         "name": settings.subscription_path, "topic": settings.topic_path, "enable_exactly_once_delivery": True})
@@ -258,3 +257,42 @@ def test_kill_9_mid_job_loses_nothing_and_held_messages_stay_within_the_limit(pu
     metrics = metrics_of(port)
     assert metrics["pull_messages_held_max"] <= 2
     assert metrics['frames_total{outcome="processed"}'] + metrics.get('frames_total{outcome="duplicate"}', 0) >= 1
+
+
+class RecordingSubscriber:
+    """Records the deadline changes a :class:`~worker.pull.Leases` sends (the schedule is pure logic; the real
+    requests are exercised against the emulator by the tests above)."""
+
+    def __init__(self) -> None:
+        self.modified: list[tuple[list[str], int]] = []
+
+    def modify_ack_deadline(self, request: dict[str, Any], timeout: float) -> None:
+        self.modified.append((list(request["ack_ids"]), request["ack_deadline_seconds"]))
+
+
+def received(ack_id: str) -> Any:
+    from google.pubsub_v1.types import PubsubMessage, ReceivedMessage
+
+    return ReceivedMessage(ack_id=ack_id, message=PubsubMessage(data=b"x", message_id=ack_id))
+
+
+def test_leases_are_set_on_arrival_only_when_the_subscription_deadline_differs_and_extended_at_half() -> None:
+    from worker.pull import LEASE_S, MAX_LEASE_S, Leases
+
+    same = RecordingSubscriber()
+    Leases(same, "s", LEASE_S, subscription_deadline_s=LEASE_S).hold([received("a")])
+    assert same.modified == []
+    other = RecordingSubscriber()
+    leases = Leases(other, "s", LEASE_S, subscription_deadline_s=60)
+    a, b = leases.hold([received("a"), received("b")])
+    assert other.modified == [(["a", "b"], LEASE_S)]
+    for message in (a, b):
+        message.received_at = message.extended_at = 100.0
+    assert leases.extend_due(now=100.0 + LEASE_S / 2 - 0.1) == 0
+    assert leases.extend_due(now=100.0 + LEASE_S / 2) == 2
+    assert other.modified[-1] == (["a", "b"], LEASE_S)
+    assert leases.extend_due(now=100.0 + LEASE_S / 2 + 1) == 0  # just extended
+    b.drop()
+    assert leases.extend_due(now=100.0 + LEASE_S) == 1 and other.modified[-1] == (["a"], LEASE_S)
+    assert leases.extend_due(now=100.0 + MAX_LEASE_S) == 0  # held too long: left to lapse
+    assert leases.release_all() == 1 and other.modified[-1] == (["a"], 0) and leases.held() == []
