@@ -9,7 +9,8 @@ Usage::
 
 Routes: ``/`` the page (the stream in an ``<img>``, the stats refreshed every second);
 ``/stream.mjpg`` MJPEG over HTTP — ``multipart/x-mixed-replace; boundary=frame``, one JPEG part per
-frame, which browsers, ffplay and VLC all play; ``/frame.jpg`` the latest frame; ``/stats.json``.
+frame (each part's head sent right after the previous JPEG: :data:`PART_HEAD`), which browsers and
+FFmpeg (ffplay, OpenCV) play; ``/frame.jpg`` the latest frame; ``/stats.json``.
 A slow viewer skips frames rather than queueing them: each stream sends the latest frame whenever a
 newer one exists, so memory is one frame whatever the number of viewers. Standard library only
 (``http.server``); one thread per connection.
@@ -26,6 +27,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 BOUNDARY = "frame"
+PART_HEAD = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+"""What goes before each JPEG of ``/stream.mjpg``. It is sent right after the previous JPEG, not with the next
+one: Chromium shows a part only once the next part's headers have come (sent with the next JPEG, the page showed
+the frame before the latest until the next burst: tests/collector/test_live_page_browser.py), so it carries no
+``Content-Length`` and a JPEG ends at the next boundary, as RFC 2046 multipart allows — Chromium and FFmpeg's
+``mpjpeg`` demuxer (ffplay, OpenCV, PyAV) read it so, tested."""
 SERVE_HELP = "give HOST:PORT (e.g. 127.0.0.1:8090; port 0 picks a free one)"
 
 PAGE = """<!doctype html>
@@ -148,13 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         seq = 0
         try:
+            self.wfile.write(PART_HEAD)
             while not self.state.closed:
                 latest = self.state.wait_newer(seq, timeout=1.0)
                 if latest is None:
                     continue
                 seq, jpeg = latest
-                head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n").encode()
-                self.wfile.write(head + jpeg + b"\r\n")
+                self.wfile.write(jpeg + b"\r\n" + PART_HEAD)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the viewer went away
