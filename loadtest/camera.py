@@ -6,7 +6,7 @@ Usage::
     python -m loadtest.camera --port 0 --fps 10 --video PATH      # port 0: a free one (printed)
 
     with LoopbackCamera(video, fps=10.0, port=0) as camera:      # in a thread (loadtest.followbench)
-        camera.url, camera.frames_ticked
+        camera.url, camera.frames_ticked, camera.ticked_at       # tick wall times, for capture latency
 
 It stands in for an MJPEG IP camera in the README's live path and in ``python -m loadtest.followbench
 latency``: like a real camera it has one clock, not one per viewer — a ticker thread makes the video's
@@ -20,9 +20,11 @@ Listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +34,9 @@ BOUNDARY = "camera-frame"
 DEFAULT_PORT = 8091
 DEFAULT_FPS = 10.0
 JPEG_QUALITY = 80
+MAX_FPS = 120.0
+TICKS_KEPT = 36_000
+"""Tick times kept (``ticked_at``): an hour at 10 fps."""
 
 
 class LoopbackCamera:
@@ -47,8 +52,10 @@ class LoopbackCamera:
         self._capture = cv2.VideoCapture(str(self.video))
         first = self._read()
         if first is None:
-            raise ValueError(f"{self.video}: no frame could be read")
+            raise ValueError(f"{self.video}: no frame could be read (not a video OpenCV can decode)")
         self.frames_ticked = 0
+        self.ticked_at: deque[float] = deque(maxlen=TICKS_KEPT)
+        """Wall-clock times (epoch s) the last frames became current, oldest first."""
         self.current: bytes = first
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -105,6 +112,7 @@ class LoopbackCamera:
                 continue
             with self._cond:
                 self.current, self.frames_ticked = jpeg, self.frames_ticked + 1
+                self.ticked_at.append(time.time())
                 self._cond.notify_all()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
@@ -142,11 +150,24 @@ class LoopbackCamera:
         self.stop()
 
 
+def fps_value(text: str) -> float:
+    """``--fps``: frames per second, more than 0 and at most :data:`MAX_FPS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_FPS):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: give frames per second, more than 0 and at most "
+                                         f"{MAX_FPS:g}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.camera", description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=None, help="the video to serve (default: vtest.avi from the "
                         "asset cache, which make setup fetches)")
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second ({DEFAULT_FPS:g})")
+    parser.add_argument("--fps", type=fps_value, default=DEFAULT_FPS,
+                        help=f"frames per second, more than 0 and at most {MAX_FPS:g} ({DEFAULT_FPS:g})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 ({DEFAULT_PORT}; 0: a "
                         "free one)")
     args = parser.parse_args(argv)
@@ -157,9 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.video = asset_path("vtest")
         except AssetMissingError as exc:
             parser.error(str(exc))
+    if not args.video.is_file():
+        parser.error(f"argument --video: {args.video}: no such file")
     try:
         camera = LoopbackCamera(args.video, fps=args.fps, port=args.port).start()
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        parser.error(f"argument --video: {exc}")
+    except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"camera: {camera.url} ({args.video.name}, {args.fps:g} fps; Ctrl-C stops it)", flush=True)
