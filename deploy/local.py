@@ -361,8 +361,18 @@ def _forget_dead_gauges(metrics_dir: Path) -> None:
 
     for path in metrics_dir.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not _running(int(pid)):
             multiprocess.mark_process_dead(int(pid), str(metrics_dir))
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a running process: a killed one nobody has reaped yet (a zombie) still has its
+    ``/proc`` entry, and its gauges must go too."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settings_file: Path,

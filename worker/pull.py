@@ -65,10 +65,10 @@ BACKOFF_MAX_S = 60
 MAX_LEASE_S = 600
 """How long a held message's ack deadline keeps being extended (a frame takes well under a second)."""
 LEASE_S = 10
-"""A held message's ack deadline, set when it arrives and extended by as much when half of it is gone: a
-process that dies without a goodbye (SIGKILL, OOM, a lost instance) has its messages delivered again
-within 10 s instead of the subscription's deadline (60 s). With exactly-once delivery, 60 s (as the
-client library does: shorter leases there risk acks that are refused)."""
+"""A held message's ack deadline, extended by as much when half of it is gone: a process that dies without
+a goodbye (SIGKILL, OOM, a lost instance) has its messages delivered again within 10 s. The local stack's
+pull subscription has it as its ack deadline; on another subscription it is set when a message arrives.
+With exactly-once delivery, 60 s (as the client library does: shorter leases there risk refused acks)."""
 EXACTLY_ONCE_LEASE_S = 60
 PULL_WAIT_S = 5.0
 """One Pull request waits at most this long for messages before the process asks again (and sees a stop)."""
@@ -216,6 +216,49 @@ class MessageSettler:
         except Exception as exc:  # noqa: BLE001 - the results are stored create-only: a redelivery is a duplicate
             log.warning("ack not confirmed", extra={"fields": {"message_id": message.message_id,
                                                                "error": f"{type(exc).__name__}: {exc}"[:300]}})
+
+
+class HoldWindow:
+    """The slots for messages a process may hold: one when it starts, one more for each message it settles,
+    up to ``limit`` (a slow start, as Pub/Sub's push window).
+
+    A frame that crashes its process (a bad node, native code) takes every message held beside it down
+    too, and each of those deliveries counts towards the dead-letter limit. Messages whose lease ran out
+    together come back together; a restarted process that took them all at once would crash on the same
+    frame with the same neighbours again, and innocent frames were dead-lettered beside it
+    (tests/e2e/test_faults.py). A process that has not yet settled anything holds one message.
+
+    >>> window = HoldWindow(3); window.acquire(0); window.acquire_free()
+    True
+    0
+    >>> window.release(settled=True); window.acquire(0), window.acquire_free()
+    (True, 1)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.granted = 1
+        self._free = threading.Semaphore(1)
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take one free slot, waiting at most ``timeout`` seconds."""
+        return self._free.acquire(timeout=timeout)
+
+    def acquire_free(self) -> int:
+        """Take every other free slot at once; returns how many."""
+        taken = 0
+        while self._free.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def release(self, settled: bool = False) -> None:
+        """Give a slot back; ``settled``: its message was handled, so the window may grow by one."""
+        with self._lock:
+            if settled and self.granted < self.limit:
+                self.granted += 1
+                self._free.release()
+        self._free.release()
 
 
 class PulledMessage:
@@ -390,7 +433,7 @@ def run_process(config: PullConfig, stop: threading.Event, handler: Any | None =
         leases = Leases(subscriber, path, EXACTLY_ONCE_LEASE_S if found.enable_exactly_once_delivery else LEASE_S,
                         subscription_deadline_s=found.ack_deadline_seconds)
         settler = MessageSettler(handler)
-        slots = threading.Semaphore(config.max_held)
+        slots = HoldWindow(config.max_held)
         leasing_done = threading.Event()
         threading.Thread(target=_extend_leases, args=(leases, leasing_done), name="pull-leases", daemon=True).start()
 
@@ -399,7 +442,7 @@ def run_process(config: PullConfig, stop: threading.Event, handler: Any | None =
                 settler(message)
             finally:
                 message.drop()
-                slots.release()
+                slots.release(settled=True)
 
         PULL_READY.inc()
         log.info("pull worker ready", extra={"fields": {
@@ -410,9 +453,7 @@ def run_process(config: PullConfig, stop: threading.Event, handler: Any | None =
             while not stop.is_set():
                 if not slots.acquire(timeout=0.5):
                     continue
-                free = 1
-                while free < config.max_held and slots.acquire(blocking=False):
-                    free += 1
+                free = 1 + slots.acquire_free()
                 asked = time.monotonic()
                 received = pull_messages(subscriber, path, free)
                 if not received and time.monotonic() - asked < EMPTY_PAUSE_S:

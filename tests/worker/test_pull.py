@@ -44,7 +44,8 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, every_s:
 
 @pytest.fixture
 def pull_settings(pubsub_settings: Settings) -> Iterator[Settings]:
-    """A topic with a pull subscription that has the stack's policies: retry, dead letter after 5 attempts."""
+    """A topic with a pull subscription: dead letter after 5 attempts, and a short retry policy (1-2 s) that the local
+    stack does not set (deploy/stack_config.py RETRY_POLICY), so the redelivery tests do not wait on the 10 s lease."""
     publisher, subscriber = make_publisher(pubsub_settings), make_subscriber(pubsub_settings)
     project = pubsub_settings.project
     dead_topic = topic_path(project, pubsub_settings.topic + "-dead")
@@ -296,3 +297,20 @@ def test_leases_are_set_on_arrival_only_when_the_subscription_deadline_differs_a
     assert leases.extend_due(now=100.0 + LEASE_S) == 1 and other.modified[-1] == (["a"], LEASE_S)
     assert leases.extend_due(now=100.0 + MAX_LEASE_S) == 0  # held too long: left to lapse
     assert leases.release_all() == 1 and other.modified[-1] == (["a"], 0) and leases.held() == []
+
+
+def test_a_process_holds_one_message_until_it_has_settled_one_then_grows_to_its_limit() -> None:
+    from worker.pull import HoldWindow
+
+    window = HoldWindow(3)
+    assert window.acquire(0) and window.acquire_free() == 0 and not window.acquire(0)
+    window.release()  # a Pull that brought nothing: the window does not grow
+    assert window.acquire(0) and window.acquire_free() == 0
+    window.release(settled=True)
+    assert window.acquire(0) and window.acquire_free() == 1
+    window.release(settled=True)
+    window.release(settled=True)
+    assert window.acquire(0) and window.acquire_free() == 2 and window.granted == 3
+    for _ in range(3):
+        window.release(settled=True)
+    assert window.acquire(0) and window.acquire_free() == 2, "never more than the limit"
