@@ -35,6 +35,11 @@ pinned in pyproject.toml and checked here; re-read the package source before cha
 (c) The HTTP server keeps ``http.server``'s listen backlog of 5: with more concurrent clients
     (several download threads, several workers) connections overflow it and wait for TCP
     retransmits (seconds). ``APIThread.run`` is replaced to use a server with a backlog of 128.
+    The same replacement gives each connection an idle timeout (:data:`IDLE_TIMEOUT_S`): the server
+    serves one connection at a time, so a client that opened a connection and then went quiet (a
+    request cut off half-way, a connection left open by a proxy) held it for everyone, forever (seen
+    once in tests/e2e/test_faults.py: after a storage outage every client, the collector included,
+    timed out for minutes). GCS never lets one client stall the others.
 """
 
 from __future__ import annotations
@@ -311,15 +316,27 @@ def _paged_ls() -> Callable[..., Any]:
     return ls
 
 
+IDLE_TIMEOUT_S = 20.0
+"""How long one connection may keep the emulator waiting for the next bytes of a request (patch (c)).
+Far above any local request's gaps, below the clients' read timeouts (the worker's 10 s upload read is
+retried; the client library's is 60 s), so a stalled connection costs the others one retry, not all."""
+
+
 class _BackloggedHTTPServer(http.server.HTTPServer):
     request_queue_size = 128
 
 
-def _api_thread_run(self: Any) -> None:
-    """``APIThread.run`` of 2026.7.19 with a listen backlog of 128 instead of 5 (patch (c))."""
+def _timed_handler(idle_timeout_s: float) -> type:
     from gcp_storage_emulator.server import RequestHandler
 
-    self._httpd = _BackloggedHTTPServer((self._host, self._port), functools.partial(RequestHandler, self._storage))
+    return type("TimedRequestHandler", (RequestHandler,), {"timeout": idle_timeout_s})
+
+
+def _api_thread_run(self: Any) -> None:
+    """``APIThread.run`` of 2026.7.19 with a listen backlog of 128 instead of 5 and an idle timeout per
+    connection (patch (c))."""
+    handler = _timed_handler(getattr(self, "idle_timeout_s", IDLE_TIMEOUT_S))
+    self._httpd = _BackloggedHTTPServer((self._host, self._port), functools.partial(handler, self._storage))
     self.is_running.set()
     self._httpd.serve_forever()
 
@@ -330,10 +347,12 @@ class StorageEmulator:
     Usage: ``emu = StorageEmulator().start(); emu.url; emu.wipe(); emu.stop()``
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, default_bucket: str | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, default_bucket: str | None = None,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.host = host
         self.port = port
         self.default_bucket = default_bucket
+        self.idle_timeout_s = idle_timeout_s
         self._server: Any = None
 
     @property
@@ -348,6 +367,7 @@ class StorageEmulator:
 
         server = create_server(self.host, self.port, in_memory=True, default_bucket=self.default_bucket)
         server._api.daemon = True  # private: never keep the interpreter alive if stop() was missed
+        server._api.idle_timeout_s = self.idle_timeout_s  # read by the patched APIThread.run
         try:
             server.start()
         except OSError as exc:

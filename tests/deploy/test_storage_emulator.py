@@ -182,3 +182,18 @@ def test_simple_media_upload_keeps_a_json_body_as_bytes_and_is_create_only(gcs_s
     assert again.status_code == 412
     blob = make_storage_client(gcs_settings).bucket(gcs_settings.bucket).blob("jobs/x/r.json")
     assert blob.download_as_bytes() == body
+
+
+def test_a_quiet_connection_does_not_hold_the_emulator_for_everyone() -> None:
+    """The emulator serves one connection at a time: a client that sent half a request and went quiet is cut
+    off after the idle timeout, and the next client is served (before patch (c)'s timeout: never)."""
+    import socket
+    import time
+
+    with se.StorageEmulator(default_bucket="b", idle_timeout_s=1.0) as emu:
+        with socket.create_connection(("127.0.0.1", emu.port)) as quiet:
+            quiet.sendall(b"POST /upload/storage/v1/b/b/o?uploadType=media&name=x HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: 100\r\n\r\nhalf")
+            time.sleep(0.2)  # the server is now reading the quiet one's body
+            answer = requests.get(f"{emu.url}/storage/v1/b/b/o", timeout=30)  # without the timeout: ReadTimeout
+        assert answer.status_code == 200 and answer.json()["items"] == []
