@@ -39,6 +39,7 @@ from deploy.stack_config import PULL_WORKERS, WORKERS, StackConfig
 from framecontract.clients import make_storage_client
 from framecontract.layout import parse_result_name
 from framecontract.manifest import Manifest
+from tests import waiting
 from tests.e2e.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +64,7 @@ nodes:
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+    return waiting.wait_for(condition, timeout_s, what, every_s)
 
 
 def record_figure(name: str, **values: Any) -> None:

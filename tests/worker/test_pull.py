@@ -21,6 +21,7 @@ from framecontract.clients import make_publisher, make_storage_client, make_subs
 from framecontract.layout import frame_objects, job_prefix
 from framecontract.records import DetectionsRecord, ErrorRecord
 from framecontract.settings import Settings, subscription_path, topic_path
+from tests.waiting import wait_for
 from tests.worker.conftest import frame_attributes
 from worker.frames import ImageLimits
 from worker.handler import FrameHandler
@@ -32,14 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 MAX_ATTEMPTS = 5
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 @pytest.fixture
