@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,8 @@ print(f"{ready:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.
 """
 
 
-def worker_records(log_path: Path) -> list[dict[str, Any]]:
-    """The per-frame / per-request records of a worker log (JSON lines), successful ones only."""
-    records = []
+def log_records(log_path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON records of a worker log, in order; other lines (gunicorn's own, tracebacks) are skipped."""
     with log_path.open(errors="replace") as fh:
         for line in fh:
             if not line.startswith("{"):
@@ -72,12 +71,15 @@ def worker_records(log_path: Path) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record.get("message") not in RECORD_MESSAGES or not isinstance(record.get("latency_ms"), dict):
-                continue
-            if record.get("outcome", "processed") != "processed":
-                continue
-            records.append(record)
-    return records
+            if isinstance(record, dict):
+                yield record
+
+
+def worker_records(log_path: Path) -> list[dict[str, Any]]:
+    """The per-frame / per-request records of a worker log (JSON lines), successful ones only."""
+    return [record for record in log_records(log_path)
+            if record.get("message") in RECORD_MESSAGES and isinstance(record.get("latency_ms"), dict)
+            and record.get("outcome", "processed") == "processed"]
 
 
 def stage_times(latency: dict[str, float]) -> tuple[float, float, float]:
@@ -96,26 +98,18 @@ def stage_times(latency: dict[str, float]) -> tuple[float, float, float]:
 def _processes(log_path: Path) -> int:
     """Worker processes in a log: the pull supervisor's count, or the gunicorn workers that became ready."""
     pids = set()
-    with log_path.open(errors="replace") as fh:
-        for line in fh:
-            if not line.startswith("{"):
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("message") == "pull supervisor started":
-                return int(record["processes"])
-            if record.get("message") == "worker ready":
-                pids.add(record.get("pid"))
+    for record in log_records(log_path):
+        if record.get("message") == "pull supervisor started":
+            return int(record["processes"])
+        if record.get("message") == "worker ready":
+            pids.add(record.get("pid"))
     return len(pids)
 
 
 def _pull_max_held(log_path: Path) -> int | None:
-    with log_path.open(errors="replace") as fh:
-        for line in fh:
-            if '"pull worker ready"' in line:
-                return int(json.loads(line).get("max_held", 0)) or None
+    for record in log_records(log_path):
+        if record.get("message") == "pull worker ready":
+            return int(record.get("max_held", 0)) or None
     return None
 
 
