@@ -173,14 +173,26 @@ def _last_run(path: Path | None) -> list[str]:
 # ---------------------------------------------------------------- processes
 
 
-def process_start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (clock ticks since boot) from /proc, to tell a reused pid apart."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (clock ticks since boot) from /proc, to tell a reused pid apart."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a running process: one killed that nobody has reaped yet (a zombie) still has its
+    ``/proc`` entry, and is not."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def group_members(pgid: int) -> list[int]:
@@ -198,11 +210,9 @@ def group_members(pgid: int) -> list[int]:
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+        fields = _stat_fields(entry.name)
+        if fields is None:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         state, pgrp = fields[0], int(fields[2])
         if pgrp == pgid and state not in ("Z", "X"):
             members.append(int(entry.name))

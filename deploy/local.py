@@ -35,6 +35,7 @@ from deploy.emulators import (
     free_port,
     host_port,
     port_in_use,
+    process_running,
     spawn,
     start_pubsub_emulator,
     start_storage_emulator,
@@ -361,18 +362,8 @@ def _forget_dead_gauges(metrics_dir: Path) -> None:
 
     for path in metrics_dir.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_running(int(pid)):  # a zombie's gauges go too
             multiprocess.mark_process_dead(int(pid), str(metrics_dir))
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a running process: a killed one nobody has reaped yet (a zombie) still has its
-    ``/proc`` entry, and its gauges must go too."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _worker_env(config: StackConfig, settings: Settings, stack_dir: Path, settings_file: Path,

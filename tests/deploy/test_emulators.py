@@ -129,3 +129,25 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
     proc = em.spawn("crasher", ["bash", "-c", "echo 'boom: no model'; exit 3"], tmp_path / "crash.log")
     with pytest.raises(em.EmulatorError, match=r"(?s)crasher exited with code 3 .*boom: no model"):
         em.wait_http_ok(proc, f"http://127.0.0.1:{em.free_port()}/", timeout=10)
+
+
+def test_process_running_is_false_for_a_zombie_and_a_gone_pid() -> None:
+    """A killed worker nobody has reaped yet is a zombie: its gauges must be dropped like a gone one's."""
+    import subprocess
+    import time
+
+    from deploy.emulators import process_running
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert process_running(sleeper.pid)
+        sleeper.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{sleeper.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed child never became a zombie"
+            time.sleep(0.01)
+        assert not process_running(sleeper.pid)  # not reaped yet: still in /proc
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not process_running(sleeper.pid)
